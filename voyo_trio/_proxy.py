@@ -1,0 +1,252 @@
+"""The media proxy: upstream bytes to the listener through a bounded buffer.
+
+Each stream is a pump task in the app-owned stream nursery that copies the
+upstream body into a small memory channel, and a :class:`StreamBody` that the
+response iterates. A slow listener fills the channel, which stops the pump
+reading upstream, so memory per stream stays at about
+``stream_buffer_chunks * stream_chunk_bytes``. Closing the body (the listener
+went away) cancels the pump, which closes the upstream response.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import MutableMapping
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import trio
+
+from ._errors import UpstreamError, UpstreamRefused, UpstreamStatusError
+from ._resolver import Resolved
+from ._settings import Settings
+from ._upstream import UpstreamClient
+
+__all__ = ["StreamAborted", "StreamBody", "StreamSupervisor", "fetch_media"]
+
+logger = logging.getLogger(__name__)
+
+# The only upstream headers a listener sees. Everything else (cookies, server
+# names, CDN internals) stays behind the proxy.
+_PASSED_HEADERS = ("content-type", "content-length", "content-range", "accept-ranges")
+_PASSED_STATUSES = frozenset({200, 206, 416})
+# RFC 9110 section 14.2: a server may ignore a Range it cannot parse, so any
+# other value is dropped and the full representation is fetched.
+_RANGE = re.compile(r"bytes=\d*-\d*(\s*,\s*\d*-\d*)*")
+_MAX_RANGE_LENGTH = 256
+# The ASGI scope key under which a request's open stream bodies are kept.
+SCOPE_BODIES = "voyo_trio.stream_bodies"
+
+
+class StreamAborted(Exception):
+    """The upstream failed after the response started; the listener's
+    connection is closed without ending the body, so the player sees a short
+    read instead of a complete track."""
+
+
+def clean_range(value: str | None) -> str | None:
+    """Return ``value`` if it is a well-formed byte range, else None."""
+    if value is None or len(value) > _MAX_RANGE_LENGTH:
+        return None
+    value = value.strip()
+    return value if _RANGE.fullmatch(value) else None
+
+
+async def fetch_media(
+    upstream: UpstreamClient, resolved: Resolved, range_header: str | None
+) -> httpx.Response:
+    """Open the media URL of ``resolved``, returning a response body unread.
+
+    Raises UpstreamRefused on 403/410, so the caller can resolve again, and
+    UpstreamStatusError on any other status but 200, 206 and 416.
+    """
+    headers = _media_request_headers(resolved, range_header)
+    response = await upstream.open_stream(
+        resolved.url, headers=headers, what=f"track {resolved.video_id}"
+    )
+    status = response.status_code
+    if status in _PASSED_STATUSES:
+        return response
+    await response.aclose()
+    if status in (403, 410):
+        raise UpstreamRefused(
+            f"media host refused track {resolved.video_id} with {status}",
+            upstream_status=status,
+        )
+    raise UpstreamStatusError(
+        f"media host answered {status} for track {resolved.video_id}",
+        upstream_status=status,
+    )
+
+
+def _media_request_headers(
+    resolved: Resolved, range_header: str | None
+) -> dict[str, str]:
+    headers = {"Accept": "*/*", "Accept-Encoding": "identity"}
+    for name, value in resolved.http_headers:
+        if name.lower() in {"user-agent", "accept-language"}:
+            headers[name] = value
+    if range_header is not None:
+        headers["Range"] = range_header
+    return headers
+
+
+def response_headers(upstream: httpx.Response) -> dict[str, str]:
+    """Pick the headers a listener needs from the upstream response."""
+    headers = {
+        name: upstream.headers[name]
+        for name in _PASSED_HEADERS
+        if name in upstream.headers
+    }
+    headers.setdefault("content-type", "application/octet-stream")
+    headers.setdefault("accept-ranges", "bytes")
+    return headers
+
+
+@dataclass
+class _StreamState:
+    video_id: str
+    bytes_sent: int = 0
+    failure: str | None = None
+
+
+class StreamBody:
+    """Async iterator over the chunks of one stream, fed by its pump task.
+
+    ``aclose()`` (or :meth:`close`) may be called at any time, also before
+    iteration starts, and stops the pump.
+    """
+
+    def __init__(
+        self,
+        receive: trio.MemoryReceiveChannel[bytes],
+        pump_scope: trio.CancelScope,
+        state: _StreamState,
+    ) -> None:
+        self._receive = receive
+        self._pump_scope = pump_scope
+        self._state = state
+
+    def __aiter__(self) -> StreamBody:
+        return self
+
+    async def __anext__(self) -> bytes:
+        try:
+            return await self._receive.receive()
+        except (trio.EndOfChannel, trio.ClosedResourceError):
+            pass
+        if self._state.failure is not None:
+            raise StreamAborted(self._state.failure)
+        raise StopAsyncIteration
+
+    async def aclose(self) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._pump_scope.cancel()
+        self._receive.close()
+
+
+class StreamSupervisor:
+    """Own the nursery that runs every stream pump, and count live streams."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._nursery: trio.Nursery | None = None
+        self.active = 0
+        self.started_total = 0
+        self.aborted_total = 0
+
+    async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+        """Run the stream nursery until cancelled (``nursery.start`` protocol)."""
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            task_status.started()
+            await trio.sleep_forever()
+
+    def start(
+        self,
+        upstream: httpx.Response,
+        video_id: str,
+        scope: MutableMapping[str, Any],
+    ) -> StreamBody:
+        """Start pumping ``upstream`` and return the body for the response.
+
+        The body is also recorded in the request's ASGI ``scope`` so that it is
+        closed when the request ends, even if the response never iterates it.
+        """
+        if self._nursery is None:
+            raise RuntimeError("the stream supervisor is not running")
+        send, receive = trio.open_memory_channel[bytes](
+            self._settings.stream_buffer_chunks
+        )
+        pump_scope = trio.CancelScope()
+        state = _StreamState(video_id)
+        body = StreamBody(receive, pump_scope, state)
+        scope.setdefault(SCOPE_BODIES, []).append(body)
+        self.active += 1
+        self.started_total += 1
+        self._nursery.start_soon(self._pump, upstream, send, pump_scope, state)
+        return body
+
+    async def _pump(
+        self,
+        upstream: httpx.Response,
+        send: trio.MemorySendChannel[bytes],
+        pump_scope: trio.CancelScope,
+        state: _StreamState,
+    ) -> None:
+        try:
+            with pump_scope, send:
+                await self._copy(upstream, send, state)
+        finally:
+            # Release the upstream connection even while cancelled; a close
+            # that hangs is abandoned after a second.
+            with trio.move_on_after(1, shield=True):
+                await upstream.aclose()
+            self.active -= 1
+            logger.debug(
+                "stream.closed video_id=%s bytes=%d", state.video_id, state.bytes_sent
+            )
+
+    async def _copy(
+        self,
+        upstream: httpx.Response,
+        send: trio.MemorySendChannel[bytes],
+        state: _StreamState,
+    ) -> None:
+        try:
+            async for chunk in upstream.aiter_raw(self._settings.stream_chunk_bytes):
+                await self._send_chunk(send, chunk, state)
+        except trio.BrokenResourceError:
+            logger.debug("listener left video_id=%s", state.video_id)
+        except (httpx.HTTPError, UpstreamError) as error:
+            self._fail(state, f"upstream read failed: {type(error).__name__}")
+
+    async def _send_chunk(
+        self, send: trio.MemorySendChannel[bytes], chunk: bytes, state: _StreamState
+    ) -> None:
+        with trio.move_on_after(self._settings.stream_idle_timeout_s):
+            await send.send(chunk)
+            state.bytes_sent += len(chunk)
+            return
+        self._fail(state, "listener read nothing for too long")
+        raise trio.BrokenResourceError
+
+    def _fail(self, state: _StreamState, reason: str) -> None:
+        self.aborted_total += 1
+        state.failure = reason
+        logger.warning(
+            "stream aborted video_id=%s after %d bytes: %s",
+            state.video_id,
+            state.bytes_sent,
+            reason,
+        )
+
+
+def close_request_streams(scope: MutableMapping[str, Any]) -> None:
+    """Close every stream body that a request opened."""
+    for body in scope.pop(SCOPE_BODIES, ()):
+        body.close()

@@ -1,0 +1,198 @@
+"""HTTP routes of the streaming API, compatible with the Node server's."""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+from urllib.parse import urlencode
+
+import psutil
+import trio
+from quart import Blueprint, Response, g, request
+
+from ._errors import UpstreamRefused, VoyoError
+from ._ids import parse_track_ref, parse_video_id
+from ._proxy import clean_range, fetch_media, response_headers
+from ._resolver import ResolveKey, parse_kind, parse_quality
+from ._services import Services, current_services
+
+__all__ = ["blueprint"]
+
+logger = logging.getLogger(__name__)
+
+blueprint = Blueprint("voyo", __name__)
+
+
+def _key(video_id: str) -> ResolveKey:
+    g.video_id = video_id
+    args = request.args
+    return video_id, parse_kind(args.get("type")), parse_quality(args.get("quality"))
+
+
+def _base_url() -> str:
+    configured = current_services().settings.public_base_url
+    return (configured or request.host_url).rstrip("/")
+
+
+def _proxy_url(key: ResolveKey) -> str:
+    video_id, kind, quality = key
+    query = urlencode({"v": video_id, "quality": quality.value, "type": kind.value})
+    return f"{_base_url()}/proxy?{query}"
+
+
+@blueprint.get("/stream")
+async def stream() -> dict[str, Any]:
+    voyo = current_services()
+    key = _key(parse_video_id(request.args.get("v")))
+    resolved, cached = await voyo.resolver.resolve(key, voyo.nursery)
+    url = _proxy_url(key)
+    return {
+        "url": url,
+        "audioUrl": url,
+        "videoId": resolved.video_id,
+        "type": resolved.kind.value,
+        "quality": resolved.quality.value,
+        "cached": cached,
+        "source": "voyo_proxy",
+        "title": resolved.title,
+        "artist": resolved.artist,
+        "duration": resolved.duration_s,
+        "format": {
+            "id": resolved.format_id,
+            "ext": resolved.ext,
+            "bitrateKbps": resolved.bitrate_kbps,
+        },
+        "expiresAt": resolved.expires_at,
+    }
+
+
+@blueprint.get("/proxy")
+async def proxy() -> Response:
+    return await _proxy_response(_key(parse_video_id(request.args.get("v"))))
+
+
+@blueprint.get("/cdn/stream/<track>")
+async def cdn_stream(track: str) -> Response:
+    return await _proxy_response(_key(parse_track_ref(track)))
+
+
+async def _proxy_response(key: ResolveKey) -> Response:
+    voyo = current_services()
+    upstream = await _open_media(voyo, key, clean_range(request.headers.get("Range")))
+    try:
+        headers = response_headers(upstream)
+        body = voyo.streams.start(upstream, key[0], request.scope)
+    except BaseException:
+        with trio.CancelScope(shield=True):
+            await upstream.aclose()
+        raise
+    response = Response(body, status=upstream.status_code, headers=headers)
+    response.timeout = None
+    return response
+
+
+async def _open_media(voyo: Services, key: ResolveKey, range_header: str | None) -> Any:
+    """Open the upstream media, resolving once more if its URL was refused.
+
+    googlevideo answers 403 or 410 once a URL expired or was revoked; nothing
+    has been sent to the listener yet, so one fresh resolution is safe.
+    """
+    for attempt in (1, 2):
+        resolved, _ = await voyo.resolver.resolve(key, voyo.nursery)
+        try:
+            return await fetch_media(voyo.upstream, resolved, range_header)
+        except UpstreamRefused as error:
+            voyo.resolver.invalidate(key)
+            if attempt == 2:
+                raise
+            logger.info(
+                "media URL refused with %d video_id=%s; resolving again",
+                error.upstream_status,
+                key[0],
+            )
+    raise AssertionError("unreachable")
+
+
+@blueprint.get("/prefetch")
+async def prefetch() -> tuple[dict[str, Any], int]:
+    voyo = current_services()
+    key = _key(parse_video_id(request.args.get("v")))
+    body = {"status": "warming", "videoId": key[0]}
+    if voyo.resolver.cached(key) is not None or voyo.resolver.in_flight(key):
+        return {**body, "status": "warm", "message": "stream is already resolved"}, 202
+    if voyo.prefetched.get(key) is not None:
+        return {**body, "message": "prefetch already requested"}, 202
+    if voyo.prefetch_pending >= voyo.settings.prefetch_max_pending:
+        raise _PrefetchBusy(
+            f"too many prefetches pending ({voyo.prefetch_pending}); try again later"
+        )
+    voyo.prefetched.set(key, True)
+    voyo.prefetch_pending += 1
+    voyo.nursery.start_soon(_warm, voyo, key)
+    return {**body, "message": "resolving the stream in the background"}, 202
+
+
+class _PrefetchBusy(VoyoError):
+    status = 503
+
+
+async def _warm(voyo: Services, key: ResolveKey) -> None:
+    """Resolve ``key`` and open a pooled connection to its media host."""
+    try:
+        resolved, _ = await voyo.resolver.resolve(key, voyo.nursery)
+        upstream = await fetch_media(voyo.upstream, resolved, "bytes=0-0")
+        await upstream.aclose()
+        logger.info("prefetched video_id=%s type=%s quality=%s", *key)
+    except VoyoError as error:
+        voyo.prefetched.discard(key)
+        logger.warning("prefetch failed video_id=%s: %s", key[0], error)
+    finally:
+        voyo.prefetch_pending -= 1
+
+
+@blueprint.get("/health")
+async def health() -> dict[str, Any]:
+    voyo = current_services()
+    resolver = voyo.resolver
+    stats = resolver.cache.stats
+    pool = voyo.upstream.pool_state()
+    return {
+        "status": "ok",
+        "uptime": round(_uptime_s(voyo), 3),
+        "memory": {"rss": psutil.Process().memory_info().rss},
+        "caches": {
+            "streams": {
+                "size": len(resolver.cache),
+                "hits": stats.hits,
+                "misses": stats.misses,
+                "hitRate": round(stats.hit_rate, 4),
+                "evictions": stats.evictions,
+            },
+            "prefetch": {
+                "size": len(voyo.prefetched),
+                "pending": voyo.prefetch_pending,
+            },
+        },
+        "streams": {
+            "active": voyo.streams.active,
+            "started": voyo.streams.started_total,
+            "aborted": voyo.streams.aborted_total,
+        },
+        "extraction": {
+            "limit": voyo.settings.extract_concurrency,
+            "running": resolver.limiter.borrowed_tokens,
+            "total": resolver.stats.extractions,
+            "failures": resolver.stats.failures,
+            "timeouts": resolver.stats.timeouts,
+        },
+        "pool": {
+            "connections": pool.connections,
+            "idle": pool.idle,
+            "active": pool.active,
+        },
+    }
+
+
+def _uptime_s(voyo: Services) -> float:
+    return time.monotonic() - voyo.started_at

@@ -1,0 +1,100 @@
+"""The state one running app shares between requests and background tasks."""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from typing import Any
+
+import trio
+from quart import current_app
+
+from ._cache import TTLCache
+from ._proxy import StreamSupervisor
+from ._resolver import ResolveKey, Resolver
+from ._settings import Settings
+from ._upstream import UpstreamClient
+
+__all__ = ["EXTENSION_KEY", "Services", "current_services"]
+
+EXTENSION_KEY = "voyo_trio"
+
+logger = logging.getLogger(__name__)
+
+
+class Services:
+    """Own the shared client, the caches and the background nursery.
+
+    :meth:`run` must be started (``nursery.start``) before requests are served;
+    every background task and stream pump runs in its nursery.
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.started_at = time.monotonic()
+        self.resolver = Resolver(settings)
+        self.streams = StreamSupervisor(settings)
+        self.prefetched: TTLCache[ResolveKey, bool] = TTLCache(
+            max_entries=settings.stream_cache_entries,
+            default_ttl_s=settings.prefetch_ttl_s,
+        )
+        self.prefetch_pending = 0
+        self._upstream: UpstreamClient | None = None
+        self._nursery: trio.Nursery | None = None
+        self._stopped = trio.Event()
+
+    @property
+    def upstream(self) -> UpstreamClient:
+        if self._upstream is None:
+            raise RuntimeError("the upstream client is not open")
+        return self._upstream
+
+    @property
+    def nursery(self) -> trio.Nursery:
+        if self._nursery is None:
+            raise RuntimeError("the background nursery is not running")
+        return self._nursery
+
+    async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+        """Open the client, run background work until stopped, close the client."""
+        self._trust_upstream_ca()
+        self._upstream = UpstreamClient(
+            self.settings, allowed_hosts=self.settings.media_hosts
+        )
+        try:
+            async with trio.open_nursery() as nursery:
+                self._nursery = nursery
+                await nursery.start(self.streams.run)
+                nursery.start_soon(self._sweep_forever)
+                task_status.started()
+        finally:
+            with trio.CancelScope(shield=True):
+                await self._upstream.aclose()
+            self._stopped.set()
+
+    async def stop(self) -> None:
+        """Cancel every background task and stream, then wait for the close."""
+        if self._nursery is not None:
+            self._nursery.cancel_scope.cancel()
+        await self._stopped.wait()
+
+    def _trust_upstream_ca(self) -> None:
+        ca_file = self.settings.upstream_ca_file
+        if ca_file is None:
+            return
+        # NOTE: yt-dlp has no option for a CA file; with certifi turned off it
+        # reads SSL_CERT_FILE, which is process-wide.
+        os.environ["SSL_CERT_FILE"] = str(ca_file)
+
+    async def _sweep_forever(self) -> None:
+        while True:
+            await trio.sleep(self.settings.sweep_interval_s)
+            dropped = self.resolver.cache.sweep() + self.prefetched.sweep()
+            logger.debug("cache.sweep dropped=%d", dropped)
+
+
+def current_services() -> Services:
+    """Return the services of the app that serves the current request."""
+    services: Services = current_app.extensions[EXTENSION_KEY]
+    return services

@@ -1,0 +1,156 @@
+"""The one pooled httpx client that every request and task shares.
+
+It fetches only ``https`` URLs whose host is on an allow-list, follows
+redirects itself so each hop is checked, and converts httpx exceptions into
+:mod:`voyo_trio._errors` classes at this single boundary.
+"""
+
+from __future__ import annotations
+
+import logging
+import ssl
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from urllib.parse import urljoin, urlsplit
+
+import httpx
+
+from ._errors import (
+    ForbiddenHost,
+    UpstreamConnectError,
+    UpstreamError,
+    UpstreamTimeout,
+)
+from ._settings import Settings
+
+__all__ = ["PoolState", "UpstreamClient", "host_allowed"]
+
+logger = logging.getLogger(__name__)
+
+_REDIRECTS = frozenset({301, 302, 303, 307, 308})
+USER_AGENT = "voyo-trio/0.1"
+
+
+@dataclass(frozen=True)
+class PoolState:
+    """Connections held by the pool: ``active`` ones carry a request now."""
+
+    connections: int
+    idle: int
+    active: int
+
+
+def host_allowed(url: str, patterns: Iterable[str]) -> bool:
+    """Tell whether ``url`` is https on a host that one of ``patterns`` matches.
+
+    A pattern is a host name, or ``*.`` and a domain that matches every
+    subdomain of it (not the domain itself).
+    """
+    parts = urlsplit(url)
+    host = (parts.hostname or "").lower().rstrip(".")
+    if parts.scheme != "https" or not host:
+        return False
+    return any(_host_matches(host, pattern.lower()) for pattern in patterns)
+
+
+def _host_matches(host: str, pattern: str) -> bool:
+    if pattern.startswith("*."):
+        return host.endswith(pattern[1:])
+    return host == pattern
+
+
+def _ssl_context(settings: Settings) -> ssl.SSLContext | bool:
+    if settings.upstream_ca_file is None:
+        return True
+    return ssl.create_default_context(cafile=str(settings.upstream_ca_file))
+
+
+class UpstreamClient:
+    """Own the shared :class:`httpx.AsyncClient` and its connection pool."""
+
+    def __init__(self, settings: Settings, *, allowed_hosts: Iterable[str]) -> None:
+        self.allowed_hosts = tuple(allowed_hosts)
+        self._max_redirects = settings.max_redirects
+        limits = httpx.Limits(
+            max_connections=settings.pool_max_connections,
+            max_keepalive_connections=settings.pool_max_keepalive,
+            keepalive_expiry=settings.pool_keepalive_expiry_s,
+        )
+        timeout = httpx.Timeout(
+            connect=settings.connect_timeout_s,
+            read=settings.read_timeout_s,
+            write=settings.read_timeout_s,
+            pool=settings.pool_timeout_s,
+        )
+        self._transport = httpx.AsyncHTTPTransport(
+            verify=_ssl_context(settings), limits=limits, trust_env=False
+        )
+        self.http = httpx.AsyncClient(
+            transport=self._transport,
+            timeout=timeout,
+            follow_redirects=False,
+            trust_env=False,
+            headers={"User-Agent": USER_AGENT},
+        )
+
+    async def aclose(self) -> None:
+        await self.http.aclose()
+
+    def pool_state(self) -> PoolState:
+        """Count the pool's connections by state.
+
+        NOTE: httpx has no public view of its pool; this reads httpcore's
+        ``AsyncConnectionPool.connections`` through the transport.
+        """
+        pool = getattr(self._transport, "_pool", None)
+        connections = list(getattr(pool, "connections", ()))
+        live = [conn for conn in connections if not conn.is_closed()]
+        idle = sum(1 for conn in live if conn.is_idle())
+        return PoolState(connections=len(live), idle=idle, active=len(live) - idle)
+
+    async def open_stream(
+        self, url: str, *, headers: Mapping[str, str], what: str
+    ) -> httpx.Response:
+        """Send a GET to an allowed host and return the response, body unread.
+
+        Redirects are followed up to the configured number of hops, each to an
+        allowed host. The caller must ``aclose()`` the returned response.
+        ``what`` names the request in errors and logs, for example a track id.
+        """
+        for _ in range(self._max_redirects + 1):
+            self._check_host(url, what)
+            response = await self._send(url, headers, what)
+            if response.status_code not in _REDIRECTS:
+                return response
+            await response.aclose()
+            url = urljoin(url, response.headers.get("location", ""))
+            logger.debug("upstream redirect for %s to host %s", what, _host(url))
+        raise UpstreamError(
+            f"upstream for {what} redirected more than {self._max_redirects} times"
+        )
+
+    def _check_host(self, url: str, what: str) -> None:
+        if not host_allowed(url, self.allowed_hosts):
+            logger.warning("refused upstream host %r for %s", _host(url), what)
+            raise ForbiddenHost(f"upstream host for {what} is not on the allow-list")
+
+    async def _send(
+        self, url: str, headers: Mapping[str, str], what: str
+    ) -> httpx.Response:
+        request = self.http.build_request("GET", url, headers=headers)
+        try:
+            return await self.http.send(request, stream=True)
+        except httpx.TimeoutException as error:
+            raise UpstreamTimeout(f"upstream for {what} timed out") from error
+        except httpx.ConnectError as error:
+            raise UpstreamConnectError(
+                f"could not connect to the upstream for {what}"
+            ) from error
+        except httpx.HTTPError as error:
+            raise UpstreamError(
+                f"upstream request for {what} failed: {type(error).__name__}"
+            ) from error
+
+
+def _host(url: str) -> str:
+    return urlsplit(url).hostname or "?"
