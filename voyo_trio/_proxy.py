@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import re
+from contextlib import aclosing
 from collections.abc import MutableMapping
 from dataclasses import dataclass
 from typing import Any
@@ -217,9 +218,12 @@ class StreamSupervisor:
         send: trio.MemorySendChannel[bytes],
         state: _StreamState,
     ) -> None:
+        chunks = upstream.aiter_raw(self._settings.stream_chunk_bytes)
         try:
-            async for chunk in upstream.aiter_raw(self._settings.stream_chunk_bytes):
-                await self._send_chunk(send, chunk, state)
+            # aclosing() finalizes httpx's generator at once, also when cancelled.
+            async with aclosing(chunks):
+                async for chunk in chunks:
+                    await self._send_chunk(send, chunk, state)
         except trio.BrokenResourceError:
             logger.debug("listener left video_id=%s", state.video_id)
         except (httpx.HTTPError, UpstreamError) as error:

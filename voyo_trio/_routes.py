@@ -142,7 +142,13 @@ async def _warm(voyo: Services, key: ResolveKey) -> None:
     try:
         resolved, _ = await voyo.resolver.resolve(key, voyo.nursery)
         upstream = await fetch_media(voyo.upstream, resolved, "bytes=0-0")
-        await upstream.aclose()
+        try:
+            # A fully read body returns the connection to the pool; a host
+            # that ignored the range is not read, and its connection closes.
+            if upstream.status_code == 206:
+                await upstream.aread()
+        finally:
+            await upstream.aclose()
         logger.info("prefetched video_id=%s type=%s quality=%s", *key)
     except VoyoError as error:
         voyo.prefetched.discard(key)

@@ -1,0 +1,97 @@
+"""Shared fixtures: the stand-in over HTTPS and the real app under Hypercorn."""
+
+from __future__ import annotations
+
+import ssl
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+
+import httpx
+import pytest
+import trio
+from hypercorn.trio import serve as hypercorn_serve
+from quart_trio import QuartTrio
+
+from voyo_trio import Settings, create_app
+from voyo_trio._server import hypercorn_config
+from voyo_trio._services import EXTENSION_KEY, Services
+from voyo_trio.standin import CATALOG, StandIn, Track
+
+# Every network step of a test runs under this deadline.
+STEP_TIMEOUT_S = 20
+
+
+@dataclass
+class RunningApp:
+    app: QuartTrio
+    url: str
+
+    @property
+    def services(self) -> Services:
+        services: Services = self.app.extensions[EXTENSION_KEY]
+        return services
+
+
+@pytest.fixture
+def track() -> Track:
+    return CATALOG[0]
+
+
+@pytest.fixture
+async def standin(nursery: trio.Nursery) -> StandIn:
+    server = StandIn()
+    await nursery.start(server.serve)
+    return server
+
+
+@pytest.fixture
+def ca_file(standin: StandIn, tmp_path: Path) -> Path:
+    return standin.write_ca_pem(tmp_path / "standin-ca.pem")
+
+
+@pytest.fixture
+def settings(standin: StandIn, ca_file: Path) -> Settings:
+    return Settings(
+        port=0,
+        watch_url_template=standin.watch_url_template,
+        media_hosts=("127.0.0.1",),
+        upstream_ca_file=ca_file,
+        extract_timeout_s=15,
+        stream_idle_timeout_s=30,
+        shutdown_grace_s=2,
+    )
+
+
+async def start_app(
+    nursery: trio.Nursery, settings: Settings, shutdown: trio.Event
+) -> RunningApp:
+    """Serve a new app on an ephemeral loopback port until ``shutdown`` is set."""
+    app = create_app(settings)
+    config = hypercorn_config(settings)
+    binds = await nursery.start(
+        partial(hypercorn_serve, app, config, shutdown_trigger=shutdown.wait)
+    )
+    return RunningApp(app=app, url=binds[0])
+
+
+@pytest.fixture
+async def running(settings: Settings) -> AsyncIterator[RunningApp]:
+    shutdown = trio.Event()
+    async with trio.open_nursery() as nursery:
+        yield await start_app(nursery, settings, shutdown)
+        shutdown.set()
+
+
+@pytest.fixture
+async def client(running: RunningApp) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(base_url=running.url, timeout=STEP_TIMEOUT_S) as http:
+        yield http
+
+
+@pytest.fixture
+def standin_ssl(standin: StandIn) -> ssl.SSLContext:
+    context = ssl.create_default_context()
+    standin.ca.configure_trust(context)
+    return context
