@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import ssl
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -95,3 +95,12 @@ def standin_ssl(standin: StandIn) -> ssl.SSLContext:
     context = ssl.create_default_context()
     standin.ca.configure_trust(context)
     return context
+
+
+async def wait_for(
+    predicate: Callable[[], bool], timeout_s: float = STEP_TIMEOUT_S
+) -> None:
+    """Poll ``predicate`` until it holds; counters in the app have no event."""
+    with trio.fail_after(timeout_s):
+        while not predicate():  # noqa: ASYNC110
+            await trio.sleep(0.005)

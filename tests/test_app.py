@@ -8,6 +8,7 @@ from functools import partial
 import httpx
 import pytest
 import trio
+import trio.lowlevel
 
 from voyo_trio import Settings
 from voyo_trio.standin import Track
@@ -130,5 +131,5 @@ async def test_extraction_timeout_is_504(settings: Settings) -> None:
         assert_json_error(response, 504)
         assert health.json()["extraction"]["timeouts"] == 1
         shutdown.set()
-        await trio.sleep(0)
+        await trio.lowlevel.checkpoint()
         nursery.cancel_scope.cancel()

@@ -94,7 +94,7 @@ async def test_bad_setting_exits_2() -> None:
 async def test_demo_prints_catalog_and_serves(
     demo: tuple[trio.Process, str, LineReader],
 ) -> None:
-    process, url, reader = demo
+    _, url, reader = demo
     with trio.fail_after(PROCESS_TIMEOUT_S):
         await reader.until("curl")
         for track in CATALOG:
@@ -115,21 +115,21 @@ async def test_demo_prints_catalog_and_serves(
 async def test_sigterm_drains_open_stream_then_exits_0(
     demo: tuple[trio.Process, str, LineReader],
 ) -> None:
-    process, url, reader = demo
+    process, url, _ = demo
     video_id = CATALOG[1].video_id
     received = 0
     with trio.fail_after(PROCESS_TIMEOUT_S):
-        async with httpx.AsyncClient(base_url=url) as client:
-            async with client.stream(
-                "GET", "/proxy", params={"v": video_id}
-            ) as response:
-                expected = int(response.headers["content-length"])
-                process.send_signal(signal.SIGTERM)
-                # Read slowly, so most of the body is sent after the signal.
-                async for chunk in response.aiter_raw(16 * 1024):
-                    received += len(chunk)
-                    await trio.sleep(0.005)
-                still_running = process.returncode is None
+        async with (
+            httpx.AsyncClient(base_url=url) as client,
+            client.stream("GET", "/proxy", params={"v": video_id}) as response,
+        ):
+            expected = int(response.headers["content-length"])
+            process.send_signal(signal.SIGTERM)
+            # Read slowly, so most of the body is sent after the signal.
+            async for chunk in response.aiter_raw(16 * 1024):
+                received += len(chunk)
+                await trio.sleep(0.005)
+            still_running = process.returncode is None
         code = await process.wait()
     assert expected > 1_000_000
     assert received == expected

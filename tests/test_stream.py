@@ -13,7 +13,7 @@ from voyo_trio import encode_voyo_id
 from voyo_trio._resolver import Kind, Quality
 from voyo_trio.standin import CDN_HEADERS, Fault, StandIn, Track
 
-from .conftest import STEP_TIMEOUT_S, RunningApp
+from .conftest import STEP_TIMEOUT_S, RunningApp, wait_for
 
 
 def assert_json_error(response: httpx.Response, status: int) -> dict[str, object]:
@@ -29,9 +29,12 @@ def assert_json_error(response: httpx.Response, status: int) -> dict[str, object
 async def wait_until_idle(running: RunningApp) -> None:
     """Wait (at most a second) for zero active streams and no busy connection."""
     services = running.services
+
+    def idle() -> bool:
+        return not (services.streams.active or services.upstream.pool_state().active)
+
     with trio.move_on_after(1):
-        while services.streams.active or services.upstream.pool_state().active:
-            await trio.sleep(0.01)
+        await wait_for(idle)
     assert services.streams.active == 0
     assert services.upstream.pool_state().active == 0
 
@@ -246,8 +249,7 @@ async def test_cancelled_first_requester_leaves_others_served(
         async with trio.open_nursery() as nursery:
             nursery.start_soon(_ask_within, client, track, first)
             # Wait until the extraction runs on behalf of the first requester.
-            while not running.services.resolver.in_flight(key):
-                await trio.sleep(0.001)
+            await wait_for(lambda: running.services.resolver.in_flight(key))
             for _ in range(5):
                 nursery.start_soon(ask)
             await trio.sleep(0.05)
@@ -376,8 +378,7 @@ async def test_prefetch_then_stream_is_cache_hit(
         assert body["status"] == "warming"
         assert body["videoId"] == track.video_id
         assert body["message"]
-        while running.services.prefetch_pending:
-            await trio.sleep(0.01)
+        await wait_for(lambda: running.services.prefetch_pending == 0)
         again = await client.get("/prefetch", params={"v": track.video_id})
         assert again.status_code == 202
         stream = await client.get("/stream", params={"v": track.video_id})

@@ -9,8 +9,14 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import voyo_trio
-from voyo_trio import InvalidInput, Settings, SettingsError
-from voyo_trio import decode_voyo_id, encode_voyo_id, parse_track_ref
+from voyo_trio import (
+    InvalidInput,
+    Settings,
+    SettingsError,
+    decode_voyo_id,
+    encode_voyo_id,
+    parse_track_ref,
+)
 from voyo_trio._cache import TTLCache
 from voyo_trio._proxy import clean_range
 from voyo_trio._resolver import Kind, Quality, format_spec, url_expiry
@@ -246,11 +252,10 @@ async def test_single_flight_cancelled_work_fails_waiters() -> None:
         except FlightCancelled as error:
             caught.append(error)
 
-    async with trio.open_nursery() as callers:
-        async with trio.open_nursery() as background:
-            callers.start_soon(waiter, background)
-            await trio.testing.wait_all_tasks_blocked()
-            background.cancel_scope.cancel()
+    async with trio.open_nursery() as callers, trio.open_nursery() as background:
+        callers.start_soon(waiter, background)
+        await trio.testing.wait_all_tasks_blocked()
+        background.cancel_scope.cancel()
     assert len(caught) == 1
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, cast
 
 import trio
 from hypercorn.typing import ASGIReceiveCallable, ASGISendCallable
@@ -39,7 +39,7 @@ class _HTTPConnection(TrioASGIHTTPConnection):
             # logged why.
             pass
         finally:
-            close_request_streams(self.scope)
+            close_request_streams(cast(dict[str, Any], self.scope))
 
 
 def create_app(settings: Settings | None = None) -> QuartTrio:
@@ -50,8 +50,9 @@ def create_app(settings: Settings | None = None) -> QuartTrio:
     """
     settings = Settings.from_env() if settings is None else settings
     app = QuartTrio(__name__)
-    app.asgi_http_class = _HTTPConnection  # type: ignore[assignment]
+    app.asgi_http_class = _HTTPConnection
     app.config["RESPONSE_TIMEOUT"] = None
+    # Keep the field order of the Node server's JSON.
     app.json.sort_keys = False  # type: ignore[attr-defined]
     voyo = Services(settings)
     app.extensions[EXTENSION_KEY] = voyo

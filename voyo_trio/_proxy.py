@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import AsyncGenerator, MutableMapping
 from contextlib import aclosing
-from collections.abc import MutableMapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import httpx
 import trio
@@ -218,7 +218,11 @@ class StreamSupervisor:
         send: trio.MemorySendChannel[bytes],
         state: _StreamState,
     ) -> None:
-        chunks = upstream.aiter_raw(self._settings.stream_chunk_bytes)
+        # httpx types aiter_raw() as an iterator; it is an async generator.
+        chunks = cast(
+            AsyncGenerator[bytes, None],
+            upstream.aiter_raw(self._settings.stream_chunk_bytes),
+        )
         try:
             # aclosing() finalizes httpx's generator at once, also when cancelled.
             async with aclosing(chunks):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any
+from typing import Any, cast
 from urllib.parse import urlencode
 
 import psutil
@@ -82,7 +82,8 @@ async def _proxy_response(key: ResolveKey) -> Response:
     upstream = await _open_media(voyo, key, clean_range(request.headers.get("Range")))
     try:
         headers = response_headers(upstream)
-        body = voyo.streams.start(upstream, key[0], request.scope)
+        scope = cast(dict[str, Any], request.scope)
+        body = voyo.streams.start(upstream, key[0], scope)
     except BaseException:
         with trio.CancelScope(shield=True):
             await upstream.aclose()
