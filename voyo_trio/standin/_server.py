@@ -1,0 +1,174 @@
+"""StandIn: the HTTPS server that plays YouTube's watch pages and media host."""
+
+from __future__ import annotations
+
+import logging
+import pathlib
+import ssl
+
+import trio
+import trustme
+
+from ._audio import AUDIO_FORMATS, QUALITIES, audio_bytes, require_format
+from ._catalog import find_track, require_track
+from ._faults import Fault
+from ._http import Exchange, Request, Route, TlsStream, serve_connection
+from ._media import MEDIA_PREFIX, MediaHost
+from ._stats import StandInStats
+from ._watch import Source, render_not_found_page, render_watch_page
+
+logger = logging.getLogger(__name__)
+
+_READ_METHODS = frozenset({"GET", "HEAD"})
+_HTML = ("Content-Type", "text/html; charset=utf-8")
+_SERVER = ("Server", "standin")
+
+
+class StandIn:
+    """Loopback HTTPS stand-in for YouTube watch pages and googlevideo media.
+
+    It signs its certificate for 127.0.0.1 and localhost with its own
+    ``ca``. Start it with ``await nursery.start(standin.serve)``, which
+    returns ``base_url`` once the server is listening.
+    """
+
+    def __init__(
+        self,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        url_ttl_s: float = 6 * 3600,
+        idle_timeout_s: float = 30.0,
+    ) -> None:
+        self.ca = trustme.CA()
+        self.stats = StandInStats()
+        self._host = host
+        self._requested_port = port
+        self._bound_port: int | None = None
+        self._idle_timeout_s = idle_timeout_s
+        self._ssl_context = self._make_ssl_context(host)
+        self._media = MediaHost(self.stats, url_ttl_s)
+        self._routes = (
+            Route(_READ_METHODS, "/watch", self._handle_watch),
+            Route(_READ_METHODS, MEDIA_PREFIX, self._media.handle),
+        )
+
+    def _make_ssl_context(self, host: str) -> ssl.SSLContext:
+        identities = dict.fromkeys(("127.0.0.1", "localhost", host))
+        certificate = self.ca.issue_cert(*identities)
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        certificate.configure_cert(context)
+        context.set_alpn_protocols(["http/1.1"])
+        return context
+
+    @property
+    def port(self) -> int:
+        """TCP port the server listens on, known once it is serving."""
+        if self._bound_port is not None:
+            return self._bound_port
+        if self._requested_port:
+            return self._requested_port
+        raise RuntimeError(
+            "StandIn has no port yet: start it with nursery.start(standin.serve)"
+        )
+
+    @property
+    def base_url(self) -> str:
+        """Origin of the server, such as ``https://127.0.0.1:PORT``."""
+        host = f"[{self._host}]" if ":" in self._host else self._host
+        return f"https://{host}:{self.port}"
+
+    @property
+    def watch_url_template(self) -> str:
+        """Watch page URL with a literal ``{id}`` placeholder for str.format."""
+        return f"{self.base_url}/watch?v={{id}}"
+
+    def write_ca_pem(self, path: pathlib.Path) -> pathlib.Path:
+        """Write the CA certificate in PEM form to path and return the path."""
+        self.ca.cert_pem.write_to_path(str(path))
+        return path
+
+    def audio_bytes(self, video_id: str, quality: str) -> bytes:
+        """Return the exact bytes of the file the media host serves."""
+        return audio_bytes(video_id, quality)
+
+    def media_url(self, video_id: str, quality: str) -> str:
+        """Return a newly signed media URL, the one a watch page would list now."""
+        require_track(video_id)
+        require_format(quality)
+        return self._media.media_url(self.base_url, video_id, quality)
+
+    def set_fault(self, video_id: str, fault: Fault | None) -> None:
+        """Apply a fault to the track's media requests, or clear it with None."""
+        self._media.set_fault(video_id, fault)
+
+    def revoke(self, video_id: str) -> None:
+        """Make every media URL issued so far for the track get 403 responses."""
+        self._media.revoke(video_id)
+
+    async def serve(
+        self, *, task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Listen, report ``base_url`` through task_status, serve until cancelled."""
+        listeners = await trio.open_ssl_over_tcp_listeners(
+            self._requested_port,
+            self._ssl_context,
+            host=self._host,
+            https_compatible=True,
+        )
+        try:
+            await self._serve_listeners(listeners, task_status)
+        finally:
+            await _close_listeners(listeners)
+            logger.info("stand-in at %s stopped", self.base_url)
+
+    async def _serve_listeners(
+        self,
+        listeners: list[trio.SSLListener[trio.SocketStream]],
+        task_status: trio.TaskStatus[str],
+    ) -> None:
+        self._bound_port = _listening_port(listeners[0])
+        async with trio.open_nursery() as nursery:
+            await nursery.start(trio.serve_listeners, self._serve_connection, listeners)
+            logger.info("stand-in listening at %s", self.base_url)
+            task_status.started(self.base_url)
+
+    async def _serve_connection(self, stream: TlsStream) -> None:
+        self.stats.connections_accepted += 1
+        self.stats.open_connections += 1
+        try:
+            await serve_connection(stream, self._routes, self._idle_timeout_s)
+        finally:
+            self.stats.open_connections -= 1
+
+    async def _handle_watch(self, request: Request, exchange: Exchange) -> None:
+        video_id = request.query_value("v")
+        if video_id is not None:
+            self.stats.watch_requests[video_id] += 1
+        track = None if video_id is None else find_track(video_id)
+        if video_id is None or track is None:
+            page = render_not_found_page(video_id or "")
+            await exchange.respond(404, [_SERVER, _HTML], page.encode())
+            return
+        sources = [self._source(track.video_id, quality) for quality in QUALITIES]
+        page = render_watch_page(track, sources)
+        await exchange.respond(200, [_SERVER, _HTML], page.encode())
+
+    def _source(self, video_id: str, quality: str) -> Source:
+        url = self._media.media_url(self.base_url, video_id, quality)
+        return Source(url=url, label=AUDIO_FORMATS[quality].label)
+
+
+async def _close_listeners(
+    listeners: list[trio.SSLListener[trio.SocketStream]],
+) -> None:
+    for listener in listeners:
+        await trio.aclose_forcefully(listener)
+
+
+def _listening_port(listener: trio.SSLListener[trio.SocketStream]) -> int:
+    transport = listener.transport_listener
+    if not isinstance(transport, trio.SocketListener):
+        raise TypeError(f"expected a trio.SocketListener, got {transport!r}")
+    port: int = transport.socket.getsockname()[1]
+    return port
