@@ -16,6 +16,7 @@ from ._cors import CorsPolicy
 from ._errors import RateLimited, VoyoError
 from ._proxy import StreamAborted, close_request_streams
 from ._routes import blueprint
+from ._search_routes import search_blueprint
 from ._services import EXTENSION_KEY, Services
 from ._settings import Settings
 
@@ -60,6 +61,7 @@ def create_app(settings: Settings | None = None) -> QuartTrio:
     _install_request_hooks(app, CorsPolicy(settings.cors_origins))
     _install_error_handlers(app)
     app.register_blueprint(blueprint)
+    app.register_blueprint(search_blueprint)
     return app
 
 

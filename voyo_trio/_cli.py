@@ -62,6 +62,10 @@ def _configure_logging(level: str) -> None:
         level=level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    # httpx logs every request URL at INFO, and stream URLs carry the
+    # resolving server's address, so its records below WARNING are dropped.
+    for name in ("httpx", "httpcore"):
+        logging.getLogger(name).setLevel(logging.WARNING)
 
 
 async def _run_serve(settings: Settings) -> None:
@@ -78,6 +82,10 @@ async def _run_demo(settings: Settings) -> None:
                 watch_url_template=standin.watch_url_template,
                 media_hosts=("127.0.0.1",),
                 upstream_ca_file=ca_file,
+                innertube_base_url=standin.base_url,
+                thumbnail_base_url=standin.base_url,
+                # Offline, a yt-dlp search could only fail.
+                search_fallback=False,
             )
 
             async def serve_then_stop(task_status: Any) -> None:
@@ -102,6 +110,7 @@ def _print_demo(server_url: str, catalog: Sequence[Track]) -> None:
         "",
         f"curl -s '{server_url}/stream?v={first}'",
         f"curl -s -H 'Range: bytes=0-99' '{server_url}/proxy?v={first}' | xxd | head",
+        f"curl -s '{server_url}/api/search?q={catalog[0].title.split()[0]}'",
         "Press Ctrl-C to stop.",
     ]
     print("\n".join(lines), flush=True)

@@ -298,6 +298,10 @@ _PREFIX = re.compile(r"^(ERROR: )?(\[[^\]]+\] )?([A-Za-z0-9_-]+: )?")
 
 def _convert_error(video_id: str, error: Exception) -> ExtractionError | NotFound:
     cause = _root_cause(error)
+    if isinstance(cause, YtDlpHTTPError):
+        # The error keeps the upstream response, and with it an open socket,
+        # alive for as long as our exception chain holds it.
+        cause.response.close()
     if isinstance(cause, YtDlpHTTPError) and cause.status == 404:
         return NotFound(f"track {video_id} was not found")
     if isinstance(cause, YtDlpTransportError | YtDlpHTTPError):

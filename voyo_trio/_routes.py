@@ -11,6 +11,7 @@ import psutil
 import trio
 from quart import Blueprint, Response, g, request
 
+from ._cache import TTLCache
 from ._errors import UpstreamRefused, VoyoError
 from ._ids import parse_track_ref, parse_video_id
 from ._proxy import clean_range, fetch_media, response_headers
@@ -162,19 +163,19 @@ async def _warm(voyo: Services, key: ResolveKey) -> None:
 async def health() -> dict[str, Any]:
     voyo = current_services()
     resolver = voyo.resolver
-    stats = resolver.cache.stats
     pool = voyo.upstream.pool_state()
     return {
         "status": "ok",
         "uptime": round(_uptime_s(voyo), 3),
         "memory": {"rss": psutil.Process().memory_info().rss},
         "caches": {
-            "streams": {
-                "size": len(resolver.cache),
-                "hits": stats.hits,
-                "misses": stats.misses,
-                "hitRate": round(stats.hit_rate, 4),
-                "evictions": stats.evictions,
+            "streams": _cache_json(resolver.cache),
+            "search": _cache_json(voyo.searcher.cache),
+            "thumbnails": {
+                **_cache_json(voyo.thumbnails.cache),
+                "bytes": voyo.thumbnails.cache.total_bytes,
+                "maxBytes": voyo.settings.thumbnail_cache_bytes,
+                "upstreamFetches": voyo.thumbnails.upstream_fetches,
             },
             "prefetch": {
                 "size": len(voyo.prefetched),
@@ -198,6 +199,17 @@ async def health() -> dict[str, Any]:
             "idle": pool.idle,
             "active": pool.active,
         },
+    }
+
+
+def _cache_json(cache: TTLCache[Any, Any]) -> dict[str, Any]:
+    stats = cache.stats
+    return {
+        "size": len(cache),
+        "hits": stats.hits,
+        "misses": stats.misses,
+        "hitRate": round(stats.hit_rate, 4),
+        "evictions": stats.evictions,
     }
 
 

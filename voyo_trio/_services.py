@@ -13,7 +13,9 @@ from quart import current_app
 from ._cache import TTLCache
 from ._proxy import StreamSupervisor
 from ._resolver import ResolveKey, Resolver
+from ._search import Searcher, ytdlp_search
 from ._settings import Settings
+from ._thumbnails import Thumbnails
 from ._upstream import UpstreamClient
 
 __all__ = ["EXTENSION_KEY", "Services", "current_services"]
@@ -34,6 +36,9 @@ class Services:
         self.settings = settings
         self.started_at = time.monotonic()
         self.resolver = Resolver(settings)
+        fallback = ytdlp_search if settings.search_fallback else None
+        self.searcher = Searcher(settings, self.resolver.limiter, fallback)
+        self.thumbnails = Thumbnails(settings)
         self.streams = StreamSupervisor(settings)
         self.prefetched: TTLCache[ResolveKey, bool] = TTLCache(
             max_entries=settings.stream_cache_entries,
@@ -90,7 +95,13 @@ class Services:
     async def _sweep_forever(self) -> None:
         while True:
             await trio.sleep(self.settings.sweep_interval_s)
-            dropped = self.resolver.cache.sweep() + self.prefetched.sweep()
+            caches = (
+                self.resolver.cache,
+                self.prefetched,
+                self.searcher.cache,
+                self.thumbnails.cache,
+            )
+            dropped = sum(cache.sweep() for cache in caches)
             logger.debug("cache.sweep dropped=%d", dropped)
 
 

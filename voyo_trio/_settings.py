@@ -48,6 +48,12 @@ _BOUNDS: dict[str, tuple[float, float]] = {
     "read_timeout_s": (0.01, 3600),
     "pool_timeout_s": (0.01, 600),
     "max_redirects": (0, 20),
+    "search_cache_ttl_s": (0, 86400),
+    "search_cache_entries": (1, 10**6),
+    "thumbnail_cache_entries": (1, 10**6),
+    "thumbnail_cache_bytes": (0, 2**40),
+    "thumbnail_cache_ttl_s": (1, 7 * 86400),
+    "thumbnail_max_bytes": (1024, 2**30),
     "stream_chunk_bytes": (1024, 2**24),
     "stream_buffer_chunks": (1, 1024),
     "stream_idle_timeout_s": (1, 86400),
@@ -70,6 +76,19 @@ class Settings:
     watch_url_template: str = "https://www.youtube.com/watch?v={id}"
     # Hosts the proxy may fetch media from; ``*.`` matches any subdomain.
     media_hosts: tuple[str, ...] = ("*.googlevideo.com",)
+    # Search goes to innertube first; yt-dlp's ytsearch is the fallback.
+    innertube_base_url: str = "https://www.youtube.com"
+    innertube_client_name: str = "WEB"
+    innertube_client_version: str = "2.20241201.01.00"
+    search_fallback: bool = True
+    search_cache_ttl_s: float = 300.0
+    search_cache_entries: int = 1000
+    # Cover art: ``{base}/vi/{id}/{name}.jpg``, cached by count and bytes.
+    thumbnail_base_url: str = "https://i.ytimg.com"
+    thumbnail_cache_entries: int = 500
+    thumbnail_cache_bytes: int = 64 * 1024 * 1024
+    thumbnail_cache_ttl_s: float = 24 * 3600.0
+    thumbnail_max_bytes: int = 2 * 1024 * 1024
     # PEM bundle trusted for upstream TLS in place of the default store.
     upstream_ca_file: Path | None = None
 
@@ -119,6 +138,8 @@ class Settings:
             _check_url(f"{ENV_PREFIX}CORS_ORIGINS", origin)
         if self.public_base_url is not None:
             _check_url(f"{ENV_PREFIX}PUBLIC_BASE_URL", self.public_base_url)
+        _check_url(f"{ENV_PREFIX}INNERTUBE_BASE_URL", self.innertube_base_url)
+        _check_url(f"{ENV_PREFIX}THUMBNAIL_BASE_URL", self.thumbnail_base_url)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:

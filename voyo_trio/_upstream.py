@@ -11,6 +11,7 @@ import logging
 import ssl
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import urljoin, urlsplit
 
 import httpx
@@ -109,17 +110,25 @@ class UpstreamClient:
         return PoolState(connections=len(live), idle=idle, active=len(live) - idle)
 
     async def open_stream(
-        self, url: str, *, headers: Mapping[str, str], what: str
+        self,
+        url: str,
+        *,
+        headers: Mapping[str, str],
+        what: str,
+        allowed_hosts: Iterable[str] | None = None,
     ) -> httpx.Response:
         """Send a GET to an allowed host and return the response, body unread.
 
         Redirects are followed up to the configured number of hops, each to an
-        allowed host. The caller must ``aclose()`` the returned response.
-        ``what`` names the request in errors and logs, for example a track id.
+        allowed host: ``allowed_hosts``, by default the media hosts. The caller
+        must ``aclose()`` the returned response. ``what`` names the request in
+        errors and logs, for example a track id.
         """
+        allowed = self.allowed_hosts if allowed_hosts is None else tuple(allowed_hosts)
         for _ in range(self._max_redirects + 1):
-            self._check_host(url, what)
-            response = await self._send(url, headers, what)
+            self._check_host(url, what, allowed)
+            request = self.http.build_request("GET", url, headers=headers)
+            response = await self._send(request, what)
             if response.status_code not in _REDIRECTS:
                 return response
             await response.aclose()
@@ -129,15 +138,30 @@ class UpstreamClient:
             f"upstream for {what} redirected more than {self._max_redirects} times"
         )
 
-    def _check_host(self, url: str, what: str) -> None:
-        if not host_allowed(url, self.allowed_hosts):
+    async def post_json(
+        self, url: str, body: Any, *, headers: Mapping[str, str], what: str
+    ) -> httpx.Response:
+        """POST ``body`` as JSON to a configured URL and read the whole answer.
+
+        Redirects are not followed: the URL comes from settings, not from an
+        upstream.
+        """
+        request = self.http.build_request("POST", url, json=body, headers=headers)
+        response = await self._send(request, what)
+        try:
+            await response.aread()
+        except httpx.HTTPError as error:
+            raise UpstreamError(f"reading the {what} response failed") from error
+        finally:
+            await response.aclose()
+        return response
+
+    def _check_host(self, url: str, what: str, allowed: tuple[str, ...]) -> None:
+        if not host_allowed(url, allowed):
             logger.warning("refused upstream host %r for %s", _host(url), what)
             raise ForbiddenHost(f"upstream host for {what} is not on the allow-list")
 
-    async def _send(
-        self, url: str, headers: Mapping[str, str], what: str
-    ) -> httpx.Response:
-        request = self.http.build_request("GET", url, headers=headers)
+    async def _send(self, request: httpx.Request, what: str) -> httpx.Response:
         try:
             return await self.http.send(request, stream=True)
         except httpx.TimeoutException as error:

@@ -2,25 +2,32 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import pathlib
 import ssl
+from collections.abc import Sequence
 
 import trio
 import trustme
 
-from ._audio import AUDIO_FORMATS, QUALITIES, audio_bytes, require_format
-from ._catalog import find_track, require_track
+from ._audio import AUDIO_FORMATS, QUALITIES, render_wav, require_format
+from ._catalog import Catalog, Track, find_track
 from ._faults import Fault
-from ._http import Exchange, Request, Route, TlsStream, serve_connection
+from ._http import Exchange, Request, Route, TlsStream, respond_text, serve_connection
+from ._innertube import matching_tracks, search_response
 from ._media import MEDIA_PREFIX, MediaHost
 from ._stats import StandInStats
+from ._thumbs import has_thumbnail, thumbnail_bytes
 from ._watch import Source, render_not_found_page, render_watch_page
 
 logger = logging.getLogger(__name__)
 
 _READ_METHODS = frozenset({"GET", "HEAD"})
 _HTML = ("Content-Type", "text/html; charset=utf-8")
+_JSON = ("Content-Type", "application/json")
+SEARCH_PATH = "/youtubei/v1/search"
+THUMBNAIL_PREFIX = "/vi/"
 _SERVER = ("Server", "standin")
 
 
@@ -39,6 +46,8 @@ class StandIn:
         port: int = 0,
         url_ttl_s: float = 6 * 3600,
         idle_timeout_s: float = 30.0,
+        catalog: Sequence[Track] | None = None,
+        media_base_url: str | None = None,
     ) -> None:
         self.ca = trustme.CA()
         self.stats = StandInStats()
@@ -47,10 +56,19 @@ class StandIn:
         self._bound_port: int | None = None
         self._idle_timeout_s = idle_timeout_s
         self._ssl_context = self._make_ssl_context(host)
-        self._media = MediaHost(self.stats, url_ttl_s)
+        # Tracks served in place of CATALOG, such as longer ones for benchmarks.
+        self._catalog = Catalog() if catalog is None else Catalog(catalog)
+        # Origin of the media URLs that pages list, such as a relay in front of
+        # this server; None means this server's own base_url.
+        self._media_base_url = media_base_url
+        self._media = MediaHost(self.stats, url_ttl_s, self._catalog)
+        # When set, the innertube search answers this status with no results.
+        self.search_status: int | None = None
         self._routes = (
             Route(_READ_METHODS, "/watch", self._handle_watch),
             Route(_READ_METHODS, MEDIA_PREFIX, self._media.handle),
+            Route(frozenset({"POST"}), SEARCH_PATH, self._handle_search),
+            Route(_READ_METHODS, THUMBNAIL_PREFIX, self._handle_thumbnail),
         )
 
     def _make_ssl_context(self, host: str) -> ssl.SSLContext:
@@ -79,6 +97,10 @@ class StandIn:
         return f"https://{host}:{self.port}"
 
     @property
+    def _media_origin(self) -> str:
+        return self._media_base_url or self.base_url
+
+    @property
     def watch_url_template(self) -> str:
         """Watch page URL with a literal ``{id}`` placeholder for str.format."""
         return f"{self.base_url}/watch?v={{id}}"
@@ -90,13 +112,14 @@ class StandIn:
 
     def audio_bytes(self, video_id: str, quality: str) -> bytes:
         """Return the exact bytes of the file the media host serves."""
-        return audio_bytes(video_id, quality)
+        require_format(quality)
+        return render_wav(self._catalog.require(video_id), quality)
 
     def media_url(self, video_id: str, quality: str) -> str:
         """Return a newly signed media URL, the one a watch page would list now."""
-        require_track(video_id)
+        self._catalog.require(video_id)
         require_format(quality)
-        return self._media.media_url(self.base_url, video_id, quality)
+        return self._media.media_url(self._media_origin, video_id, quality)
 
     def set_fault(self, video_id: str, fault: Fault | None) -> None:
         """Apply a fault to the track's media requests, or clear it with None."""
@@ -145,7 +168,7 @@ class StandIn:
         video_id = request.query_value("v")
         if video_id is not None:
             self.stats.watch_requests[video_id] += 1
-        track = None if video_id is None else find_track(video_id)
+        track = None if video_id is None else self._catalog.find(video_id)
         if video_id is None or track is None:
             page = render_not_found_page(video_id or "")
             await exchange.respond(404, [_SERVER, _HTML], page.encode())
@@ -154,8 +177,38 @@ class StandIn:
         page = render_watch_page(track, sources)
         await exchange.respond(200, [_SERVER, _HTML], page.encode())
 
+    async def _handle_search(self, request: Request, exchange: Exchange) -> None:
+        self.stats.search_requests += 1
+        if self.search_status is not None:
+            await respond_text(exchange, self.search_status, "search is failing")
+            return
+        try:
+            query = str(json.loads(request.body)["query"])
+        except (ValueError, KeyError, TypeError):
+            await respond_text(exchange, 400, "expected a JSON body with 'query'")
+            return
+        body = json.dumps(search_response(query, matching_tracks(query)))
+        await exchange.respond(200, [_SERVER, _JSON], body.encode())
+
+    async def _handle_thumbnail(self, request: Request, exchange: Exchange) -> None:
+        # Paths look like /vi/VIDEO_ID/NAME.jpg, as on i.ytimg.com.
+        parts = request.path.removeprefix(THUMBNAIL_PREFIX).split("/")
+        video_id, file_name = (parts[0], parts[1]) if len(parts) == 2 else ("", "")
+        name = file_name.removesuffix(".jpg")
+        self.stats.thumbnail_requests[f"{video_id}/{name}"] += 1
+        track = find_track(video_id)
+        if (
+            track is None
+            or not file_name.endswith(".jpg")
+            or not has_thumbnail(track, name)
+        ):
+            await respond_text(exchange, 404, "no such thumbnail")
+            return
+        image = thumbnail_bytes(track, name)
+        await exchange.respond(200, [_SERVER, ("Content-Type", "image/jpeg")], image)
+
     def _source(self, video_id: str, quality: str) -> Source:
-        url = self._media.media_url(self.base_url, video_id, quality)
+        url = self._media.media_url(self._media_origin, video_id, quality)
         return Source(url=url, label=AUDIO_FORMATS[quality].label)
 
 

@@ -19,4 +19,7 @@ class StandInStats:
     open_connections: int = 0
     watch_requests: Counter[str] = field(default_factory=Counter)
     media_requests: Counter[str] = field(default_factory=Counter)
+    search_requests: int = 0
+    # Keyed by "VIDEO_ID/NAME", such as "Qm3vX7bL2pA/hqdefault".
+    thumbnail_requests: Counter[str] = field(default_factory=Counter)
     media_bytes_sent: int = 0
