@@ -61,6 +61,8 @@ def settings(standin: StandIn, ca_file: Path) -> Settings:
         innertube_base_url=standin.base_url,
         thumbnail_base_url=standin.base_url,
         search_fallback=False,
+        # Limits have their own tests; elsewhere they would only add noise.
+        rate_limit_enabled=False,
         extract_timeout_s=15,
         stream_idle_timeout_s=30,
         shutdown_grace_s=2,

@@ -148,7 +148,7 @@ async def test_proxy_range_past_end_is_416(
             params={"v": track.video_id, "quality": "low"},
             headers={"Range": f"bytes={size}-"},
         )
-    assert response.status_code == 416
+    assert_json_error(response, 416)
     assert response.headers["content-range"] == f"bytes */{size}"
 
 

@@ -7,7 +7,7 @@ from typing import Any, cast
 
 import trio
 from hypercorn.typing import ASGIReceiveCallable, ASGISendCallable
-from quart import Response, current_app, g, request
+from quart import Response, g, request
 from quart_trio import QuartTrio
 from quart_trio.asgi import TrioASGIHTTPConnection
 from werkzeug.exceptions import HTTPException
@@ -15,6 +15,8 @@ from werkzeug.exceptions import HTTPException
 from ._cors import CorsPolicy
 from ._errors import RateLimited, VoyoError
 from ._proxy import StreamAborted, close_request_streams
+from ._request_limits import charge_request
+from ._responses import error_response
 from ._routes import blueprint
 from ._search_routes import search_blueprint
 from ._services import EXTENSION_KEY, Services
@@ -50,6 +52,7 @@ def create_app(settings: Settings | None = None) -> QuartTrio:
     server that runs it, such as Hypercorn.
     """
     settings = Settings.from_env() if settings is None else settings
+    _quiet_url_loggers()
     app = QuartTrio(__name__)
     app.asgi_http_class = _HTTPConnection
     app.config["RESPONSE_TIMEOUT"] = None
@@ -63,6 +66,16 @@ def create_app(settings: Settings | None = None) -> QuartTrio:
     app.register_blueprint(blueprint)
     app.register_blueprint(search_blueprint)
     return app
+
+
+def _quiet_url_loggers() -> None:
+    # httpx logs each request's URL at INFO, and stream URLs carry the
+    # resolving server's address. Unless the operator set their level, keep
+    # those loggers at WARNING.
+    for name in ("httpx", "httpcore"):
+        library_logger = logging.getLogger(name)
+        if library_logger.level == logging.NOTSET:
+            library_logger.setLevel(logging.WARNING)
 
 
 def _install_lifespan(app: QuartTrio, voyo: Services) -> None:
@@ -85,6 +98,7 @@ def _install_request_hooks(app: QuartTrio, cors: CorsPolicy) -> None:
         g.started = trio.current_time()
         if request.method == "OPTIONS":
             return cors.preflight()
+        charge_request()
         return None
 
     @app.after_request
@@ -110,15 +124,6 @@ def _install_error_handlers(app: QuartTrio) -> None:
     app.register_error_handler(VoyoError, _voyo_error)
     app.register_error_handler(HTTPException, _http_error)
     app.register_error_handler(Exception, _unexpected_error)
-
-
-def error_response(message: str, status: int, **extra: Any) -> Response:
-    response = Response(
-        current_app.json.dumps({"error": message, **extra}),
-        status=status,
-        mimetype="application/json",
-    )
-    return response
 
 
 async def _voyo_error(error: VoyoError) -> Response:

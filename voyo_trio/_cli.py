@@ -62,10 +62,6 @@ def _configure_logging(level: str) -> None:
         level=level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    # httpx logs every request URL at INFO, and stream URLs carry the
-    # resolving server's address, so its records below WARNING are dropped.
-    for name in ("httpx", "httpcore"):
-        logging.getLogger(name).setLevel(logging.WARNING)
 
 
 async def _run_serve(settings: Settings) -> None:

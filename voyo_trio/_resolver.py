@@ -176,15 +176,22 @@ class Resolver:
         return key in self._flights
 
     async def resolve(
-        self, key: ResolveKey, nursery: trio.Nursery
+        self,
+        key: ResolveKey,
+        nursery: trio.Nursery,
+        before_extraction: Callable[[], None] | None = None,
     ) -> tuple[Resolved, bool]:
         """Return the stream for ``key`` and whether it came from the cache.
 
         A miss runs one extraction in ``nursery`` however many callers wait.
+        ``before_extraction`` runs only in the caller that starts one, and
+        may raise (a rate limit) to stop it.
         """
         hit = self.cache.get(key)
         if hit is not None:
             return hit, True
+        if before_extraction is not None and not self.in_flight(key):
+            before_extraction()
         resolved, _ = await self._flights.run(key, lambda: self._extract(key), nursery)
         return resolved, False
 

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from typing import Any, cast
 from urllib.parse import urlencode
 
+import httpx
 import psutil
 import trio
 from quart import Blueprint, Response, g, request
@@ -15,7 +17,9 @@ from ._cache import TTLCache
 from ._errors import UpstreamRefused, VoyoError
 from ._ids import parse_track_ref, parse_video_id
 from ._proxy import clean_range, fetch_media, response_headers
+from ._request_limits import extraction_charge
 from ._resolver import ResolveKey, parse_kind, parse_quality
+from ._responses import error_response
 from ._services import Services, current_services
 
 __all__ = ["blueprint"]
@@ -46,7 +50,9 @@ def _proxy_url(key: ResolveKey) -> str:
 async def stream() -> dict[str, Any]:
     voyo = current_services()
     key = _key(parse_video_id(request.args.get("v")))
-    resolved, cached = await voyo.resolver.resolve(key, voyo.nursery)
+    resolved, cached = await voyo.resolver.resolve(
+        key, voyo.nursery, extraction_charge(voyo)
+    )
     url = _proxy_url(key)
     return {
         "url": url,
@@ -81,6 +87,8 @@ async def cdn_stream(track: str) -> Response:
 async def _proxy_response(key: ResolveKey) -> Response:
     voyo = current_services()
     upstream = await _open_media(voyo, key, clean_range(request.headers.get("Range")))
+    if upstream.status_code == 416:
+        return await _range_not_satisfiable(upstream, key[0])
     try:
         headers = response_headers(upstream)
         scope = cast(dict[str, Any], request.scope)
@@ -94,14 +102,26 @@ async def _proxy_response(key: ResolveKey) -> Response:
     return response
 
 
+async def _range_not_satisfiable(upstream: httpx.Response, video_id: str) -> Response:
+    """Answer 416 as JSON, keeping the ``Content-Range: bytes */SIZE`` header."""
+    await upstream.aclose()
+    response = error_response(
+        f"requested range is past the end of track {video_id}", 416
+    )
+    if "content-range" in upstream.headers:
+        response.headers["Content-Range"] = upstream.headers["content-range"]
+    return response
+
+
 async def _open_media(voyo: Services, key: ResolveKey, range_header: str | None) -> Any:
     """Open the upstream media, resolving once more if its URL was refused.
 
     googlevideo answers 403 or 410 once a URL expired or was revoked; nothing
     has been sent to the listener yet, so one fresh resolution is safe.
     """
+    charge = extraction_charge(voyo)
     for attempt in (1, 2):
-        resolved, _ = await voyo.resolver.resolve(key, voyo.nursery)
+        resolved, _ = await voyo.resolver.resolve(key, voyo.nursery, charge)
         try:
             return await fetch_media(voyo.upstream, resolved, range_header)
         except UpstreamRefused as error:
@@ -129,6 +149,7 @@ async def prefetch() -> tuple[dict[str, Any], int]:
         raise _PrefetchBusy(
             f"too many prefetches pending ({voyo.prefetch_pending}); try again later"
         )
+    extraction_charge(voyo)()
     voyo.prefetched.set(key, True)
     voyo.prefetch_pending += 1
     voyo.nursery.start_soon(_warm, voyo, key)
@@ -194,6 +215,7 @@ async def health() -> dict[str, Any]:
             "failures": resolver.stats.failures,
             "timeouts": resolver.stats.timeouts,
         },
+        "rateLimit": dataclasses.asdict(voyo.limiter.state()),
         "pool": {
             "connections": pool.connections,
             "idle": pool.idle,

@@ -327,8 +327,14 @@ class Searcher:
         self.fallbacks_used = 0
 
     async def search(
-        self, upstream: UpstreamClient, query: str, limit: int
+        self,
+        upstream: UpstreamClient,
+        query: str,
+        limit: int,
+        before_fallback: Callable[[], None] | None = None,
     ) -> list[SearchResult]:
+        """Return up to ``limit`` results; ``before_fallback`` runs (and may
+        raise) before yt-dlp is used, since that is an extraction."""
         key = (query, limit)
         cached = self.cache.get(key)
         if cached is not None:

@@ -8,6 +8,7 @@ from urllib.parse import urlencode
 from quart import Blueprint, Response, request
 
 from ._ids import encode_voyo_id, parse_track_ref, parse_video_id
+from ._request_limits import extraction_charge
 from ._search import SearchResult, parse_search_query
 from ._services import current_services
 from ._thumbnails import Thumbnail, etag_matches, parse_thumbnail_quality
@@ -28,7 +29,9 @@ def _base_url() -> str:
 async def _search() -> list[SearchResult]:
     voyo = current_services()
     query, limit = parse_search_query(request.args.get("q"), request.args.get("limit"))
-    return await voyo.searcher.search(voyo.upstream, query, limit)
+    return await voyo.searcher.search(
+        voyo.upstream, query, limit, before_fallback=extraction_charge(voyo)
+    )
 
 
 @search_blueprint.get("/search")

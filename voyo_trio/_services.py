@@ -12,6 +12,7 @@ from quart import current_app
 
 from ._cache import TTLCache
 from ._proxy import StreamSupervisor
+from ._ratelimit import RateLimiter, RateLimitSettings
 from ._resolver import ResolveKey, Resolver
 from ._search import Searcher, ytdlp_search
 from ._settings import Settings
@@ -45,6 +46,13 @@ class Services:
             default_ttl_s=settings.prefetch_ttl_s,
         )
         self.prefetch_pending = 0
+        self.limiter = RateLimiter(_rate_limit_settings(settings))
+        # (client, track) pairs whose playback already paid for its first
+        # media request; further Range requests within the window are free.
+        self.media_sessions: TTLCache[tuple[str, str], bool] = TTLCache(
+            max_entries=settings.rate_limit_max_clients * 4,
+            default_ttl_s=settings.rate_limit_window_s,
+        )
         self._upstream: UpstreamClient | None = None
         self._nursery: trio.Nursery | None = None
         self._stopped = trio.Event()
@@ -101,8 +109,19 @@ class Services:
                 self.searcher.cache,
                 self.thumbnails.cache,
             )
-            dropped = sum(cache.sweep() for cache in caches)
+            dropped = sum(cache.sweep() for cache in caches) + self.limiter.sweep()
             logger.debug("cache.sweep dropped=%d", dropped)
+
+
+def _rate_limit_settings(settings: Settings) -> RateLimitSettings:
+    return RateLimitSettings(
+        enabled=settings.rate_limit_enabled,
+        requests_per_window=settings.rate_limit_requests,
+        extractions_per_window=settings.rate_limit_extractions,
+        global_extractions_per_window=settings.rate_limit_global_extractions,
+        window_s=settings.rate_limit_window_s,
+        max_clients=settings.rate_limit_max_clients,
+    )
 
 
 def current_services() -> Services:

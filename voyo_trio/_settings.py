@@ -58,6 +58,12 @@ _BOUNDS: dict[str, tuple[float, float]] = {
     "stream_buffer_chunks": (1, 1024),
     "stream_idle_timeout_s": (1, 86400),
     "shutdown_grace_s": (0, 3600),
+    "rate_limit_requests": (0, 10**6),
+    "rate_limit_extractions": (0, 10**6),
+    "rate_limit_global_extractions": (0, 10**7),
+    "rate_limit_window_s": (1, 86400),
+    "rate_limit_max_clients": (1, 10**7),
+    "trusted_proxy_hops": (0, 16),
 }
 
 
@@ -121,6 +127,17 @@ class Settings:
     # A listener that reads nothing for this long is dropped.
     stream_idle_timeout_s: float = 300.0
     shutdown_grace_s: float = 10.0
+
+    # Token buckets per client address; a budget of 0 turns it off.
+    rate_limit_enabled: bool = True
+    rate_limit_requests: int = 60
+    rate_limit_extractions: int = 10
+    rate_limit_global_extractions: int = 300
+    rate_limit_window_s: float = 60.0
+    rate_limit_max_clients: int = 10_000
+    # Reverse proxies in front of the server whose X-Forwarded-For is trusted;
+    # 0 keys clients on the socket's peer address.
+    trusted_proxy_hops: int = 0
 
     log_level: str = "INFO"
     yt_api_key: str | None = field(default=None, repr=False)

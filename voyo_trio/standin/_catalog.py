@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 
@@ -47,3 +48,24 @@ def require_track(video_id: str) -> Track:
     if track is None:
         raise ValueError(f"video id {video_id!r} is not in the stand-in CATALOG")
     return track
+
+
+class Catalog:
+    """Tracks that one StandIn serves, addressed by video id."""
+
+    def __init__(self, tracks: Sequence[Track] = CATALOG) -> None:
+        self.tracks = tuple(tracks)
+        self._by_id = {track.video_id: track for track in self.tracks}
+        if len(self._by_id) != len(self.tracks):
+            raise ValueError("catalog tracks must have distinct video ids")
+
+    def find(self, video_id: str) -> Track | None:
+        """Return the track with this video id, or None if there is none."""
+        return self._by_id.get(video_id)
+
+    def require(self, video_id: str) -> Track:
+        """Return the track with this video id or raise ValueError."""
+        track = self.find(video_id)
+        if track is None:
+            raise ValueError(f"video id {video_id!r} is not in the stand-in catalog")
+        return track

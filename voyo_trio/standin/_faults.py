@@ -24,6 +24,8 @@ class Fault:
 
     delay_s: float = 0.0
     status: int | None = None
+    # Sent as the Location header of the ``status`` response, for redirects.
+    location: str | None = None
     reset_before_headers: bool = False
     reset_after_bytes: int | None = None
     stall_after_bytes: int | None = None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections import Counter
@@ -10,8 +11,8 @@ from urllib.parse import urlencode
 
 import trio
 
-from ._audio import QUALITIES, audio_bytes
-from ._catalog import find_track, require_track
+from ._audio import QUALITIES, render_wav
+from ._catalog import Catalog
 from ._faults import Fault, FaultTable
 from ._http import Exchange, Headers, Request, respond_text
 from ._ranges import ByteRange, RangeNotSatisfiableError, parse_range
@@ -42,8 +43,11 @@ class _Reply:
 class MediaHost:
     """State and request handler of the media host: signing, revocation, faults."""
 
-    def __init__(self, stats: StandInStats, url_ttl_s: float) -> None:
+    def __init__(
+        self, stats: StandInStats, url_ttl_s: float, catalog: Catalog | None = None
+    ) -> None:
         self._stats = stats
+        self._catalog = Catalog() if catalog is None else catalog
         self._url_ttl_s = url_ttl_s
         self._signer = UrlSigner()
         self._faults = FaultTable()
@@ -51,7 +55,7 @@ class MediaHost:
 
     def media_url(self, base_url: str, video_id: str, quality: str) -> str:
         """Return a newly signed URL of a track's file that expires after the TTL."""
-        require_track(video_id)
+        self._catalog.require(video_id)
         expire = str(int(time.time() + self._url_ttl_s))
         generation = str(self._generations[video_id])
         signature = self._signer.sign(video_id, quality, expire, generation)
@@ -60,7 +64,7 @@ class MediaHost:
 
     def revoke(self, video_id: str) -> None:
         """Make every URL issued so far for the track get 403 responses."""
-        require_track(video_id)
+        self._catalog.require(video_id)
         self._generations[video_id] += 1
         logger.info(
             "revoked media URLs of %s before generation %d",
@@ -70,13 +74,13 @@ class MediaHost:
 
     def set_fault(self, video_id: str, fault: Fault | None) -> None:
         """Apply a fault to the track's next media requests, or clear it."""
-        require_track(video_id)
+        self._catalog.require(video_id)
         self._faults.set(video_id, fault)
         logger.info("fault for %s set to %r", video_id, fault)
 
     async def handle(self, request: Request, exchange: Exchange) -> None:
         """Serve ``GET|HEAD /media/ID/QUALITY.wav?expire=&gen=&sig=``."""
-        target = _parse_media_path(request.path)
+        target = _parse_media_path(request.path, self._catalog)
         if target is None:
             await _respond_media_text(exchange, 404, f"no media at {request.path}")
             return
@@ -91,12 +95,17 @@ class MediaHost:
         self, video_id: str, quality: str, request: Request, fault: Fault | None
     ) -> _Reply:
         if fault is not None and fault.status is not None:
-            return _text_reply(fault.status, f"fault injected for {video_id}")
+            reply = _text_reply(fault.status, f"fault injected for {video_id}")
+            if fault.location is None:
+                return reply
+            location = ("Location", fault.location)
+            return dataclasses.replace(reply, headers=[*reply.headers, location])
         denial = self._find_denial(video_id, quality, request)
         if denial is not None:
             logger.info("media request for %s/%s denied: %s", video_id, quality, denial)
             return _text_reply(403, denial)
-        return _audio_reply(audio_bytes(video_id, quality), request)
+        audio = render_wav(self._catalog.require(video_id), quality)
+        return _audio_reply(audio, request)
 
     def _find_denial(self, video_id: str, quality: str, request: Request) -> str | None:
         fields = [request.query_value(name) for name in ("expire", "gen", "sig")]
@@ -141,12 +150,12 @@ class MediaHost:
                 self._stats.media_bytes_sent += sent
 
 
-def _parse_media_path(path: str) -> tuple[str, str] | None:
+def _parse_media_path(path: str, catalog: Catalog) -> tuple[str, str] | None:
     parts = path.removeprefix(MEDIA_PREFIX).split("/")
     if len(parts) != 2 or not parts[1].endswith(".wav"):
         return None
     video_id, quality = parts[0], parts[1].removesuffix(".wav")
-    if find_track(video_id) is None or quality not in QUALITIES:
+    if catalog.find(video_id) is None or quality not in QUALITIES:
         return None
     return video_id, quality
 

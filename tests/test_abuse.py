@@ -1,0 +1,337 @@
+"""Rate limits, client addresses, the host allow-list and secrets, end to end."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+import trio
+
+from voyo_trio import Settings
+from voyo_trio._ratelimit import RateLimiter
+from voyo_trio._services import _rate_limit_settings
+from voyo_trio.standin import CATALOG, Fault, StandIn
+
+from .conftest import STEP_TIMEOUT_S, RunningApp, start_app
+from .test_stream import assert_json_error
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+async def serve_with(
+    settings: Settings, clock: FakeClock, **changes: object
+) -> AsyncIterator[RunningApp]:
+    limited = settings.replace(rate_limit_enabled=True, **changes)
+    shutdown = trio.Event()
+    async with trio.open_nursery() as nursery:
+        running = await start_app(nursery, limited, shutdown)
+        running.services.limiter = RateLimiter(
+            _rate_limit_settings(limited), clock=clock
+        )
+        yield running
+        shutdown.set()
+
+
+@pytest.fixture
+async def limited(settings: Settings, clock: FakeClock) -> AsyncIterator[RunningApp]:
+    async for running in serve_with(
+        settings, clock, rate_limit_requests=3, rate_limit_extractions=2
+    ):
+        yield running
+
+
+@pytest.fixture
+async def behind_proxy(
+    settings: Settings, clock: FakeClock
+) -> AsyncIterator[RunningApp]:
+    async for running in serve_with(
+        settings,
+        clock,
+        rate_limit_requests=2,
+        trusted_proxy_hops=1,
+        rate_limit_max_clients=50,
+    ):
+        yield running
+
+
+async def test_general_budget_trips_and_recovers(
+    limited: RunningApp, clock: FakeClock
+) -> None:
+    origin = "http://localhost:5173"
+    async with httpx.AsyncClient(
+        base_url=limited.url, headers={"Origin": origin}
+    ) as http:
+        with trio.fail_after(STEP_TIMEOUT_S):
+            statuses = [
+                (await http.get("/search?q=paper")).status_code for _ in range(3)
+            ]
+            over = await http.get("/search?q=paper")
+            health = await http.get("/health")
+            clock.now += 20
+            after_third_of_window = await http.get("/search?q=paper")
+    assert statuses == [200, 200, 200]
+    body = assert_json_error(over, 429)
+    assert body["reason"] == "requests"
+    assert body["retryAfter"] == 20
+    assert over.headers["retry-after"] == "20"
+    assert over.headers["access-control-allow-origin"] == origin
+    assert health.status_code == 200
+    assert health.json()["rateLimit"]["rejections"]["requests"] == 1
+    assert after_third_of_window.status_code == 200
+
+
+async def test_range_requests_of_one_playback_are_free(limited: RunningApp) -> None:
+    video_id = CATALOG[0].video_id
+    async with httpx.AsyncClient(base_url=limited.url) as http:
+        with trio.fail_after(STEP_TIMEOUT_S):
+            statuses = []
+            for start in range(0, 10_000, 1000):
+                response = await http.get(
+                    "/proxy",
+                    params={"v": video_id},
+                    headers={"Range": f"bytes={start}-{start + 99}"},
+                )
+                statuses.append(response.status_code)
+            other_routes = [
+                (await http.get("/search?q=x")).status_code for _ in range(3)
+            ]
+    assert statuses == [206] * 10
+    assert other_routes == [200, 200, 429]
+
+
+async def test_cache_hits_do_not_charge_extractions(
+    limited: RunningApp, clock: FakeClock
+) -> None:
+    ids = [track.video_id for track in CATALOG[:3]]
+    async with httpx.AsyncClient(base_url=limited.url) as http:
+        with trio.fail_after(STEP_TIMEOUT_S):
+            first = await http.get("/stream", params={"v": ids[0]})
+            hit = await http.get("/stream", params={"v": ids[0]})
+            second = await http.get("/stream", params={"v": ids[1]})
+            clock.now += 60  # refill the general budget only
+            third = await http.get("/stream", params={"v": ids[2]})
+    assert [first.status_code, hit.status_code, second.status_code] == [200, 200, 200]
+    assert hit.json()["cached"] is True
+    assert third.status_code == 200
+
+
+async def test_extraction_budget_trips_on_misses(
+    settings: Settings, clock: FakeClock
+) -> None:
+    async for running in serve_with(
+        settings, clock, rate_limit_requests=100, rate_limit_extractions=2
+    ):
+        async with httpx.AsyncClient(base_url=running.url) as http:
+            with trio.fail_after(STEP_TIMEOUT_S):
+                ok = [
+                    (await http.get("/stream", params={"v": t.video_id})).status_code
+                    for t in CATALOG[:2]
+                ]
+                over = await http.get("/stream", params={"v": CATALOG[2].video_id})
+                hit = await http.get("/stream", params={"v": CATALOG[0].video_id})
+                clock.now += 30
+                recovered = await http.get("/stream", params={"v": CATALOG[2].video_id})
+        assert ok == [200, 200]
+        assert assert_json_error(over, 429)["reason"] == "extractions"
+        assert hit.status_code == 200
+        assert recovered.status_code == 200
+        assert running.services.resolver.stats.extractions == 3
+
+
+async def test_global_extraction_budget(settings: Settings, clock: FakeClock) -> None:
+    async for running in serve_with(
+        settings,
+        clock,
+        rate_limit_requests=100,
+        rate_limit_global_extractions=1,
+        trusted_proxy_hops=1,
+    ):
+        async with httpx.AsyncClient(base_url=running.url) as http:
+            with trio.fail_after(STEP_TIMEOUT_S):
+                one = await http.get(
+                    "/stream",
+                    params={"v": CATALOG[0].video_id},
+                    headers={"X-Forwarded-For": "10.0.0.1"},
+                )
+                two = await http.get(
+                    "/stream",
+                    params={"v": CATALOG[1].video_id},
+                    headers={"X-Forwarded-For": "10.0.0.2"},
+                )
+        assert one.status_code == 200
+        assert assert_json_error(two, 429)["reason"] == "global_extractions"
+
+
+async def test_spoofed_forwarded_for_keys_on_peer(limited: RunningApp) -> None:
+    async with httpx.AsyncClient(base_url=limited.url) as http:
+        with trio.fail_after(STEP_TIMEOUT_S):
+            statuses = [
+                (
+                    await http.get(
+                        "/search?q=a", headers={"X-Forwarded-For": f"203.0.113.{i}"}
+                    )
+                ).status_code
+                for i in range(4)
+            ]
+            health = (await http.get("/health")).json()
+    assert statuses == [200, 200, 200, 429]
+    assert health["rateLimit"]["clients"] == 1
+
+
+async def test_trusted_hop_keys_on_forwarded_entry(behind_proxy: RunningApp) -> None:
+    async with httpx.AsyncClient(base_url=behind_proxy.url) as http:
+        with trio.fail_after(STEP_TIMEOUT_S):
+            # The client may prepend anything; the proxy appends the real address.
+            alice = [
+                (
+                    await http.get(
+                        "/search?q=a",
+                        headers={"X-Forwarded-For": f"6.6.6.{i}, 198.51.100.7"},
+                    )
+                ).status_code
+                for i in range(3)
+            ]
+            bob = await http.get(
+                "/search?q=a", headers={"X-Forwarded-For": "198.51.100.8"}
+            )
+    assert alice == [200, 200, 429]
+    assert bob.status_code == 200
+
+
+async def test_tracked_clients_are_capped(behind_proxy: RunningApp) -> None:
+    async with httpx.AsyncClient(base_url=behind_proxy.url) as http:
+        with trio.fail_after(STEP_TIMEOUT_S * 3):
+            for i in range(300):
+                await http.get(
+                    "/nope", headers={"X-Forwarded-For": f"10.1.{i // 256}.{i % 256}"}
+                )
+            health = (await http.get("/health")).json()
+    assert health["rateLimit"]["clients"] == 50
+    assert health["rateLimit"]["evictions"] == 250
+
+
+async def test_rate_limit_off(settings: Settings, clock: FakeClock) -> None:
+    async for running in serve_with(
+        settings, clock, rate_limit_requests=0, rate_limit_extractions=0
+    ):
+        async with httpx.AsyncClient(base_url=running.url) as http:
+            with trio.fail_after(STEP_TIMEOUT_S):
+                statuses = {
+                    (await http.get("/search?q=a")).status_code for _ in range(10)
+                }
+        assert statuses == {200}
+
+
+async def test_foreign_media_host_is_refused(
+    settings: Settings, track: object, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="voyo_trio")
+    shutdown = trio.Event()
+    async with trio.open_nursery() as nursery:
+        running = await start_app(
+            nursery, settings.replace(media_hosts=("*.googlevideo.com",)), shutdown
+        )
+        async with httpx.AsyncClient(base_url=running.url) as http:
+            with trio.fail_after(STEP_TIMEOUT_S):
+                response = await http.get("/proxy", params={"v": CATALOG[0].video_id})
+        shutdown.set()
+    assert_json_error(response, 502)
+    assert any(
+        "refused upstream host '127.0.0.1'" in r.getMessage() for r in caplog.records
+    )
+
+
+async def test_redirect_to_foreign_host_is_refused(
+    client: httpx.AsyncClient, standin: StandIn
+) -> None:
+    video_id = CATALOG[0].video_id
+    standin.set_fault(
+        video_id, Fault(status=302, location="https://evil.example/steal")
+    )
+    with trio.fail_after(STEP_TIMEOUT_S):
+        response = await client.get("/proxy", params={"v": video_id})
+    assert_json_error(response, 502)
+    assert "evil.example" not in response.text
+
+
+async def test_redirect_to_allowed_host_is_followed(
+    client: httpx.AsyncClient, standin: StandIn
+) -> None:
+    video_id = CATALOG[0].video_id
+    target = standin.media_url(video_id, "low")
+    standin.set_fault(video_id, Fault(status=302, location=target, times=1))
+    with trio.fail_after(STEP_TIMEOUT_S):
+        response = await client.get(
+            "/proxy", params={"v": video_id}, headers={"Range": "bytes=0-9"}
+        )
+    assert response.status_code == 206
+    assert response.content == standin.audio_bytes(video_id, "low")[:10]
+
+
+async def test_upstream_urls_never_leak(
+    client: httpx.AsyncClient, standin: StandIn, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    video_id = CATALOG[0].video_id
+    with trio.fail_after(STEP_TIMEOUT_S):
+        responses = [
+            await client.get("/stream", params={"v": video_id}),
+            await client.get(
+                "/proxy", params={"v": video_id}, headers={"Range": "bytes=0-9"}
+            ),
+            await client.get("/prefetch", params={"v": CATALOG[1].video_id}),
+        ]
+        standin.set_fault(video_id, Fault(status=403))
+        responses.append(await client.get("/proxy", params={"v": video_id}))
+        standin.set_fault(video_id, Fault(reset_before_headers=True))
+        responses.append(await client.get("/proxy", params={"v": video_id}))
+        responses.append(await client.get("/health"))
+    for response in responses:
+        visible = response.text if response.status_code != 206 else ""
+        visible += " ".join(f"{k}: {v}" for k, v in response.headers.items())
+        assert "/media/" not in visible
+        assert "sig=" not in visible
+        assert f":{standin.port}" not in visible
+    for record in caplog.records:
+        if record.levelno >= logging.INFO:
+            assert "sig=" not in record.getMessage(), record.getMessage()
+            assert "/media/" not in record.getMessage(), record.getMessage()
+
+
+async def test_api_key_absent_from_failing_search(
+    settings: Settings, standin: StandIn, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    secret = "AIza-fake-key-for-tests-0123456789"
+    standin.search_status = 500
+    shutdown = trio.Event()
+    async with trio.open_nursery() as nursery:
+        running = await start_app(
+            nursery, settings.replace(yt_api_key=secret), shutdown
+        )
+        async with httpx.AsyncClient(base_url=running.url) as http:
+            with trio.fail_after(STEP_TIMEOUT_S):
+                response = await http.get("/search", params={"q": "anything"})
+                health = await http.get("/health")
+        shutdown.set()
+    assert_json_error(response, 502)
+    assert secret not in response.text
+    assert secret not in health.text
+    assert standin.stats.search_requests == 1
+    assert caplog.records
+    for record in caplog.records:
+        assert secret not in record.getMessage()
+        assert secret not in str(record.exc_info or "")
