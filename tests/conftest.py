@@ -52,8 +52,9 @@ def ca_file(standin: StandIn, tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def settings(standin: StandIn, ca_file: Path) -> Settings:
+def settings(standin: StandIn, ca_file: Path, tmp_path: Path) -> Settings:
     return Settings(
+        library_dir=tmp_path / "library",
         port=0,
         watch_url_template=standin.watch_url_template,
         media_hosts=("127.0.0.1",),

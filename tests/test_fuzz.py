@@ -96,6 +96,8 @@ class ServerThread:
         ca_file = standin.write_ca_pem(self._folder / "ca.pem")
         app_settings = Settings(
             port=0,
+            library_dir=self._folder / "library",
+            download_wait_s=1,
             watch_url_template=standin.watch_url_template,
             media_hosts=("127.0.0.1",),
             upstream_ca_file=ca_file,

@@ -14,6 +14,7 @@ from werkzeug.exceptions import HTTPException
 
 from ._cors import CorsPolicy
 from ._errors import RateLimited, VoyoError
+from ._library_routes import library_blueprint
 from ._proxy import StreamAborted, close_request_streams
 from ._request_limits import charge_request
 from ._responses import error_response
@@ -65,6 +66,7 @@ def create_app(settings: Settings | None = None) -> QuartTrio:
     _install_error_handlers(app)
     app.register_blueprint(blueprint)
     app.register_blueprint(search_blueprint)
+    app.register_blueprint(library_blueprint)
     return app
 
 

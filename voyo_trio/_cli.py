@@ -12,6 +12,7 @@ from typing import Any
 
 import trio
 
+from ._library import LibraryError
 from ._server import serve, wait_for_signal
 from ._settings import Settings, SettingsError
 from .standin import CATALOG, StandIn, Track
@@ -47,7 +48,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     _configure_logging(settings.log_level)
     runner = _run_demo if args.command == "demo" else _run_serve
-    trio.run(runner, settings)
+    try:
+        trio.run(runner, settings)
+    except LibraryError as error:
+        print(f"voyo-trio: {error}", file=sys.stderr)
+        return 2
     return 0
 
 
@@ -82,6 +87,7 @@ async def _run_demo(settings: Settings) -> None:
                 thumbnail_base_url=standin.base_url,
                 # Offline, a yt-dlp search could only fail.
                 search_fallback=False,
+                boost_downloads=True,
             )
 
             async def serve_then_stop(task_status: Any) -> None:

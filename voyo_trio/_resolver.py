@@ -39,10 +39,13 @@ __all__ = [
     "ResolveKey",
     "Resolved",
     "Resolver",
+    "convert_ytdlp_error",
     "format_spec",
     "parse_kind",
     "parse_quality",
+    "track_title",
     "url_expiry",
+    "ytdlp_params",
 ]
 
 logger = logging.getLogger(__name__)
@@ -239,24 +242,10 @@ class Resolver:
                 f"extraction of {video_id} timed out after {timeout_s:g} s"
             ) from None
         except yt_dlp.utils.YoutubeDLError as error:
-            raise _convert_error(video_id, error) from error
+            raise convert_ytdlp_error(video_id, error) from error
 
     def _yt_dlp_params(self) -> dict[str, Any]:
-        params: dict[str, Any] = {
-            "quiet": True,
-            "no_warnings": True,
-            "noprogress": True,
-            "skip_download": True,
-            "noplaylist": True,
-            "cachedir": False,
-            "socket_timeout": self._settings.extract_socket_timeout_s,
-            "logger": _YtDlpLogger(),
-        }
-        if self._settings.upstream_ca_file is not None:
-            # With certifi turned off yt-dlp loads OpenSSL's default paths,
-            # which honour SSL_CERT_FILE; the app sets it to the same file.
-            params["compat_opts"] = ["no-certifi"]
-        return params
+        return {**ytdlp_params(self._settings), "skip_download": True}
 
     def _store(self, key: ResolveKey, resolved: Resolved) -> None:
         ttl_s = self._settings.stream_cache_ttl_s
@@ -264,6 +253,24 @@ class Resolver:
             remaining_s = resolved.expires_at - self._wall_clock()
             ttl_s = min(ttl_s, remaining_s - self._settings.stream_url_margin_s)
         self.cache.set(key, resolved, ttl_s=ttl_s)
+
+
+def ytdlp_params(settings: Settings) -> dict[str, Any]:
+    """Return the yt-dlp options every extraction and download shares."""
+    params: dict[str, Any] = {
+        "quiet": True,
+        "no_warnings": True,
+        "noprogress": True,
+        "noplaylist": True,
+        "cachedir": False,
+        "socket_timeout": settings.extract_socket_timeout_s,
+        "logger": _YtDlpLogger(),
+    }
+    if settings.upstream_ca_file is not None:
+        # With certifi turned off yt-dlp loads OpenSSL's default paths,
+        # which honour SSL_CERT_FILE; the app sets it to the same file.
+        params["compat_opts"] = ["no-certifi"]
+    return params
 
 
 def _extract_blocking(url: str, spec: str, params: dict[str, Any]) -> dict[str, Any]:
@@ -287,11 +294,23 @@ def _resolved_from_info(key: ResolveKey, info: dict[str, Any]) -> Resolved:
         ext=chosen.get("ext"),
         bitrate_kbps=chosen.get("abr") or chosen.get("tbr"),
         expires_at=url_expiry(url),
-        title=info.get("track") or info.get("title"),
+        title=track_title(info),
         artist=info.get("artist") or info.get("uploader") or info.get("channel"),
         duration_s=info.get("duration"),
         http_headers=tuple((chosen.get("http_headers") or {}).items()),
     )
+
+
+_ENTRY_NUMBER = re.compile(r" \(\d+\)$")
+
+
+def track_title(info: dict[str, Any]) -> str | None:
+    """Return the title of a track from yt-dlp's info."""
+    title = info.get("track") or info.get("title")
+    if isinstance(title, str) and info.get("extractor_key") == "HTML5MediaEmbed":
+        # yt-dlp numbers the <audio> elements of a page: "Title (1)".
+        return _ENTRY_NUMBER.sub("", title)
+    return title if isinstance(title, str) else None
 
 
 def _first_requested(info: dict[str, Any]) -> dict[str, Any]:
@@ -303,8 +322,8 @@ _URL = re.compile(r"https?://\S+")
 _PREFIX = re.compile(r"^(ERROR: )?(\[[^\]]+\] )?([A-Za-z0-9_-]+: )?")
 
 
-def _convert_error(video_id: str, error: Exception) -> ExtractionError | NotFound:
-    cause = _root_cause(error)
+def convert_ytdlp_error(video_id: str, error: Exception) -> ExtractionError | NotFound:
+    cause = root_cause(error)
     if isinstance(cause, YtDlpHTTPError):
         # The error keeps the upstream response, and with it an open socket,
         # alive for as long as our exception chain holds it.
@@ -320,7 +339,7 @@ def _convert_error(video_id: str, error: Exception) -> ExtractionError | NotFoun
     )
 
 
-def _root_cause(error: BaseException) -> BaseException | None:
+def root_cause(error: BaseException) -> BaseException | None:
     exc_info = getattr(error, "exc_info", None)
     original = exc_info[1] if exc_info else None
     return getattr(original, "cause", None) or original
@@ -328,7 +347,7 @@ def _root_cause(error: BaseException) -> BaseException | None:
 
 def _short_reason(error: Exception) -> str:
     # Stream and page URLs are left out: they can carry the server's address.
-    cause = _root_cause(error)
+    cause = root_cause(error)
     message = getattr(cause, "orig_msg", None) or str(error)
     message = _URL.sub("<url>", _PREFIX.sub("", message.strip()))
     return message.splitlines()[0][:200] if message else "unknown error"

@@ -16,9 +16,11 @@ from quart import Blueprint, Response, g, request
 from ._cache import TTLCache
 from ._errors import UpstreamRefused, VoyoError
 from ._ids import parse_track_ref, parse_video_id
+from ._library import StoredTrack
+from ._library_routes import library_url
 from ._proxy import clean_range, fetch_media, response_headers
 from ._request_limits import extraction_charge
-from ._resolver import ResolveKey, parse_kind, parse_quality
+from ._resolver import Kind, ResolveKey, parse_kind, parse_quality
 from ._responses import error_response
 from ._services import Services, current_services
 
@@ -50,9 +52,13 @@ def _proxy_url(key: ResolveKey) -> str:
 async def stream() -> dict[str, Any]:
     voyo = current_services()
     key = _key(parse_video_id(request.args.get("v")))
+    stored = await _stored_track(voyo, key)
+    if stored is not None:
+        return _library_stream_json(key, stored)
     resolved, cached = await voyo.resolver.resolve(
         key, voyo.nursery, extraction_charge(voyo)
     )
+    _maybe_boost(voyo, key[0])
     url = _proxy_url(key)
     return {
         "url": url,
@@ -72,6 +78,42 @@ async def stream() -> dict[str, Any]:
         },
         "expiresAt": resolved.expires_at,
     }
+
+
+async def _stored_track(voyo: Services, key: ResolveKey) -> StoredTrack | None:
+    if key[1] is not Kind.AUDIO:
+        return None
+    # NOTE: this lists the library folder on each call, which is fine for
+    # thousands of tracks, not for millions.
+    return await trio.to_thread.run_sync(voyo.library.find, key[0])
+
+
+def _library_stream_json(key: ResolveKey, stored: StoredTrack) -> dict[str, Any]:
+    url = library_url(_base_url(), stored)
+    return {
+        "url": url,
+        "audioUrl": url,
+        "videoId": key[0],
+        "type": key[1].value,
+        "quality": key[2].value,
+        "cached": True,
+        "source": "voyo_cache",
+        "contentLength": stored.size_bytes,
+        "title": stored.title,
+        "artist": stored.artist,
+        "format": {"id": "library", "ext": stored.ext, "bitrateKbps": None},
+    }
+
+
+def _maybe_boost(voyo: Services, video_id: str) -> None:
+    """Start a background download so the next play comes from disk."""
+    downloads = voyo.downloads
+    if not voyo.settings.boost_downloads or downloads.running(video_id) is not None:
+        return
+    if len(downloads.jobs) >= voyo.settings.boost_max_pending:
+        logger.debug("boost skipped video_id=%s: enough downloads running", video_id)
+        return
+    downloads.start(video_id, voyo.nursery)
 
 
 @blueprint.get("/proxy")
@@ -185,6 +227,7 @@ async def health() -> dict[str, Any]:
     voyo = current_services()
     resolver = voyo.resolver
     pool = voyo.upstream.pool_state()
+    tracks = await trio.to_thread.run_sync(voyo.library.tracks)
     return {
         "status": "ok",
         "uptime": round(_uptime_s(voyo), 3),
@@ -202,6 +245,14 @@ async def health() -> dict[str, Any]:
                 "size": len(voyo.prefetched),
                 "pending": voyo.prefetch_pending,
             },
+        },
+        "library": {
+            "tracks": len(tracks),
+            "bytes": sum(track.size_bytes for track in tracks),
+            "maxBytes": voyo.settings.library_max_bytes,
+            "downloading": len(voyo.downloads.jobs),
+            "completed": voyo.downloads.completed,
+            "failed": voyo.downloads.failed,
         },
         "streams": {
             "active": voyo.streams.active,

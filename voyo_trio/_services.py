@@ -11,6 +11,8 @@ import trio
 from quart import current_app
 
 from ._cache import TTLCache
+from ._downloads import Downloader
+from ._library import Library
 from ._proxy import StreamSupervisor
 from ._ratelimit import RateLimiter, RateLimitSettings
 from ._resolver import ResolveKey, Resolver
@@ -40,6 +42,11 @@ class Services:
         fallback = ytdlp_search if settings.search_fallback else None
         self.searcher = Searcher(settings, self.resolver.limiter, fallback)
         self.thumbnails = Thumbnails(settings)
+        self.library = Library(
+            settings.library_dir, max_bytes=settings.library_max_bytes
+        )
+        self.library.prepare()
+        self.downloads = Downloader(settings, self.library)
         self.streams = StreamSupervisor(settings)
         self.prefetched: TTLCache[ResolveKey, bool] = TTLCache(
             max_entries=settings.stream_cache_entries,

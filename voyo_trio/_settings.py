@@ -58,6 +58,12 @@ _BOUNDS: dict[str, tuple[float, float]] = {
     "stream_buffer_chunks": (1, 1024),
     "stream_idle_timeout_s": (1, 86400),
     "shutdown_grace_s": (0, 3600),
+    "library_max_bytes": (1, 2**50),
+    "download_concurrency": (1, 32),
+    "download_wait_s": (0, 3600),
+    "download_timeout_s": (1, 86400),
+    "download_retries": (0, 100),
+    "boost_max_pending": (1, 1000),
     "rate_limit_requests": (0, 10**6),
     "rate_limit_extractions": (0, 10**6),
     "rate_limit_global_extractions": (0, 10**7),
@@ -127,6 +133,20 @@ class Settings:
     # A listener that reads nothing for this long is dropped.
     stream_idle_timeout_s: float = 300.0
     shutdown_grace_s: float = 10.0
+
+    # The offline library: a folder of downloaded tracks, bounded in size.
+    library_dir: Path = Path("library")
+    library_max_bytes: int = 2 * 1024**3
+    download_concurrency: int = 2
+    # /download answers 202 with progress when a job takes longer than this.
+    download_wait_s: float = 20.0
+    download_timeout_s: float = 600.0
+    download_retries: int = 3
+    # Convert downloads to MP3 with ffmpeg; needs ffmpeg on PATH.
+    download_mp3: bool = False
+    # Download each track played through the proxy, so the next play is local.
+    boost_downloads: bool = False
+    boost_max_pending: int = 2
 
     # Token buckets per client address; a budget of 0 turns it off.
     rate_limit_enabled: bool = True
