@@ -11,7 +11,7 @@ import trio
 import trio.lowlevel
 
 from voyo_trio import Settings
-from voyo_trio.standin import Track
+from voyo_trio.standin import CATALOG, StandIn, Track
 
 from .conftest import STEP_TIMEOUT_S, start_app
 from .test_stream import assert_json_error
@@ -133,3 +133,31 @@ async def test_extraction_timeout_is_504(settings: Settings) -> None:
         shutdown.set()
         await trio.lowlevel.checkpoint()
         nursery.cancel_scope.cancel()
+
+
+async def test_page_without_media_is_503(settings: Settings, standin: StandIn) -> None:
+    # A JPEG is no page yt-dlp can read a stream from.
+    imageonly = settings.replace(
+        watch_url_template=f"{standin.base_url}/vi/{{id}}/default.jpg"
+    )
+    shutdown = trio.Event()
+    async with trio.open_nursery() as nursery:
+        running = await start_app(nursery, imageonly, shutdown)
+        async with httpx.AsyncClient(base_url=running.url) as http:
+            with trio.fail_after(STEP_TIMEOUT_S):
+                response = await http.get("/stream", params={"v": CATALOG[0].video_id})
+        shutdown.set()
+    body = assert_json_error(response, 503)
+    assert "no playable audio format" in str(body["error"])
+    assert "https://" not in str(body["error"])
+
+
+async def test_oversized_headers_are_refused(client: httpx.AsyncClient) -> None:
+    with trio.fail_after(STEP_TIMEOUT_S):
+        try:
+            response = await client.get(
+                "/health", headers={"X-Padding": "a" * 64 * 1024}
+            )
+        except httpx.RemoteProtocolError:
+            return  # the server closed the connection: refused
+    assert response.status_code in (400, 413, 431)

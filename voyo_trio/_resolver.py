@@ -279,10 +279,14 @@ def _extract_blocking(url: str, spec: str, params: dict[str, Any]) -> dict[str, 
     return dict(info or {})
 
 
+# Extensions yt-dlp may report for pages, images or storyboards, not streams.
+_NOT_MEDIA = frozenset({"jpg", "jpeg", "png", "gif", "webp", "html", "mhtml"})
+
+
 def _resolved_from_info(key: ResolveKey, info: dict[str, Any]) -> Resolved:
     video_id, kind, quality = key
     chosen = info if info.get("url") else _first_requested(info)
-    if not chosen.get("url"):
+    if not chosen.get("url") or chosen.get("ext") in _NOT_MEDIA:
         raise ExtractionUnavailable(f"no playable {kind} format for {video_id}")
     url = str(chosen["url"])
     return Resolved(
