@@ -106,7 +106,7 @@ async def test_api_key_not_logged(
 
 
 async def _silent_server(stream: trio.SocketStream) -> None:
-    # Accept and read, never answer: an upstream that hangs.
+    # Accept and read, never respond: an upstream that hangs.
     async for _ in stream:
         pass
 

@@ -23,7 +23,7 @@ logger = logging.getLogger(__name__)
 
 library_blueprint = Blueprint("voyo_library", __name__)
 
-# How long DELETE waits for a running job to stop before answering.
+# How long DELETE waits for a running job to stop before responding.
 _CANCEL_WAIT_S = 10.0
 
 

@@ -1,7 +1,7 @@
 """Resolve a track to a playable stream URL with yt-dlp.
 
 yt-dlp is blocking, so each extraction runs in a worker thread behind a
-:class:`trio.CapacityLimiter`, under a hard deadline. Answers are cached per
+:class:`trio.CapacityLimiter`, under a hard deadline. Resolved URLs are cached per
 (id, type, quality) until shortly before the URL's ``expire`` time, and
 concurrent misses for one key share a single extraction.
 """
@@ -120,14 +120,14 @@ class Resolved:
     title: str | None
     artist: str | None
     duration_s: float | None
-    # Headers yt-dlp says the media host expects, such as User-Agent.
+    # Headers that yt-dlp reports the media host expects, such as User-Agent.
     http_headers: tuple[tuple[str, str], ...] = field(repr=False, default=())
 
 
 def url_expiry(url: str) -> float | None:
     """Return the Unix time in the URL's ``expire`` query parameter, if any.
 
-    googlevideo stream URLs carry ``expire=<unix seconds>`` and answer 403
+    googlevideo stream URLs carry ``expire=<unix seconds>`` and return 403
     once it has passed.
     """
     values = parse_qs(urlsplit(url).query).get("expire")

@@ -145,7 +145,7 @@ async def _proxy_response(key: ResolveKey) -> Response:
 
 
 async def _range_not_satisfiable(upstream: httpx.Response, video_id: str) -> Response:
-    """Answer 416 as JSON, keeping the ``Content-Range: bytes */SIZE`` header."""
+    """Return a JSON 416 response, keeping the ``Content-Range: bytes */SIZE`` header."""
     await upstream.aclose()
     response = error_response(
         f"requested range is past the end of track {video_id}", 416
@@ -158,7 +158,7 @@ async def _range_not_satisfiable(upstream: httpx.Response, video_id: str) -> Res
 async def _open_media(voyo: Services, key: ResolveKey, range_header: str | None) -> Any:
     """Open the upstream media, resolving once more if its URL was refused.
 
-    googlevideo answers 403 or 410 once a URL expired or was revoked; nothing
+    googlevideo returns 403 or 410 once a URL expired or was revoked; nothing
     has been sent to the listener yet, so one fresh resolution is safe.
     """
     charge = extraction_charge(voyo)

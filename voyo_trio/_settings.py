@@ -138,7 +138,7 @@ class Settings:
     library_dir: Path = Path("library")
     library_max_bytes: int = 2 * 1024**3
     download_concurrency: int = 2
-    # /download answers 202 with progress when a job takes longer than this.
+    # /download responds 202 with progress when a job takes longer than this.
     download_wait_s: float = 20.0
     download_timeout_s: float = 600.0
     download_retries: int = 3
