@@ -145,7 +145,7 @@ async def _proxy_response(key: ResolveKey) -> Response:
 
 
 async def _range_not_satisfiable(upstream: httpx.Response, video_id: str) -> Response:
-    """Return a JSON 416 response, keeping the ``Content-Range: bytes */SIZE`` header."""
+    """Return a JSON 416 response with the ``Content-Range: bytes */SIZE`` header."""
     await upstream.aclose()
     response = error_response(
         f"requested range is past the end of track {video_id}", 416
