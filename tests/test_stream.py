@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import json
 from contextlib import aclosing
+from pathlib import Path
 
 import httpx
 import pytest
 import trio
 
-from voyo_trio import encode_voyo_id
+from voyo_trio import Settings, encode_voyo_id
 from voyo_trio._resolver import Kind, Quality
-from voyo_trio.standin import CDN_HEADERS, Fault, StandIn, Track
+from voyo_trio.standin import CATALOG, CDN_HEADERS, Fault, StandIn, Track
 
-from .conftest import STEP_TIMEOUT_S, RunningApp, wait_for
+from .conftest import STEP_TIMEOUT_S, RunningApp, start_app, wait_for
 
 
 def assert_json_error(response: httpx.Response, status: int) -> dict[str, object]:
@@ -403,3 +404,33 @@ async def test_health_reports_state(client: httpx.AsyncClient, track: Track) -> 
     assert body["extraction"]["limit"] == 3
     assert set(body["pool"]) == {"connections", "idle", "active"}
     assert json.dumps(body)
+
+
+async def test_slow_listener_holds_back_upstream(
+    tmp_path: Path, settings: Settings
+) -> None:
+    # A 10-minute track: 53 MB at high quality, far more than socket buffers.
+    long_track = Track("LongTrack_1", "Long Track", "Bench Band", 600)
+    standin = StandIn(catalog=(*CATALOG, long_track))
+    shutdown = trio.Event()
+    async with trio.open_nursery() as nursery:
+        await nursery.start(standin.serve)
+        own = settings.replace(
+            watch_url_template=standin.watch_url_template,
+            upstream_ca_file=standin.write_ca_pem(tmp_path / "long-ca.pem"),
+        )
+        running = await start_app(nursery, own, shutdown)
+        async with httpx.AsyncClient(base_url=running.url) as http:
+            with trio.fail_after(STEP_TIMEOUT_S):
+                async with http.stream(
+                    "GET", "/proxy", params={"v": long_track.video_id}
+                ) as response:
+                    size = int(response.headers["content-length"])
+                    # Read nothing for a while: the pump must wait, not buffer.
+                    await trio.sleep(1)
+                    sent_while_paused = standin.stats.media_bytes_sent
+        await wait_until_idle(running)
+        shutdown.set()
+        nursery.cancel_scope.cancel()
+    assert size > 50_000_000
+    assert sent_while_paused < size // 4
