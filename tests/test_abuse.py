@@ -335,3 +335,21 @@ async def test_api_key_absent_from_failing_search(
     for record in caplog.records:
         assert secret not in record.getMessage()
         assert secret not in str(record.exc_info or "")
+
+
+async def test_library_range_requests_are_free(limited: RunningApp) -> None:
+    video_id = CATALOG[0].video_id
+    async with httpx.AsyncClient(base_url=limited.url) as http:
+        with trio.fail_after(STEP_TIMEOUT_S):
+            stored = await http.get("/download", params={"v": video_id})
+            path = stored.json()["path"]
+            statuses = [
+                (
+                    await http.get(
+                        path, headers={"Range": f"bytes={i * 100}-{i * 100 + 9}"}
+                    )
+                ).status_code
+                for i in range(8)
+            ]
+    assert stored.status_code == 200
+    assert statuses == [206] * 8

@@ -3,9 +3,9 @@
 Every request but ``/health`` and CORS preflights costs one token of the
 client's general budget, except that a playback pays only once: the first
 media request for a track is charged, and further ``Range`` requests by the
-same client for the same track are free while they keep coming within the
-rate-limit window. The extraction budgets are charged only where yt-dlp will
-really run, on a cache miss.
+same client for the same track (proxied or from the library) are free while
+they keep coming within the rate-limit window. The extraction budgets are
+charged only where yt-dlp will really run, on a cache miss.
 """
 
 from __future__ import annotations
@@ -60,6 +60,9 @@ def _media_video_id() -> str | None:
             return parse_video_id(request.args.get("v"))
         if request.endpoint == "voyo.cdn_stream" and request.view_args:
             return parse_track_ref(str(request.view_args.get("track")))
+        if request.endpoint == "voyo_library.stored_file" and request.view_args:
+            stem = str(request.view_args.get("name")).partition(".")[0]
+            return parse_video_id(stem)
     except InvalidInput:
         return None
     return None
