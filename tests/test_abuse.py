@@ -14,7 +14,7 @@ from voyo_trio._ratelimit import RateLimiter
 from voyo_trio._services import _rate_limit_settings
 from voyo_trio.standin import CATALOG, Fault, StandIn
 
-from .conftest import STEP_TIMEOUT_S, RunningApp, start_app
+from .conftest import STEP_TIMEOUT_S, RunningApp, start_app, wait_for
 from .test_stream import assert_json_error
 
 
@@ -353,3 +353,56 @@ async def test_library_range_requests_are_free(limited: RunningApp) -> None:
             ]
     assert stored.status_code == 200
     assert statuses == [206] * 8
+
+
+async def test_open_streams_per_client_capped(
+    settings: Settings, clock: FakeClock
+) -> None:
+    video_id = CATALOG[0].video_id
+    async for running in serve_with(settings, clock, max_streams_per_client=2):
+        async with httpx.AsyncClient(base_url=running.url) as http:
+            with trio.fail_after(STEP_TIMEOUT_S):
+                async with (
+                    http.stream("GET", "/proxy", params={"v": video_id}) as one,
+                    http.stream("GET", "/proxy", params={"v": video_id}) as two,
+                ):
+                    third = await http.get("/proxy", params={"v": video_id})
+                    assert one.status_code == 200
+                    assert two.status_code == 200
+                streams = running.services.client_streams
+                await wait_for(lambda: not streams)  # noqa: B023
+                after = await http.get(
+                    "/proxy", params={"v": video_id}, headers={"Range": "bytes=0-0"}
+                )
+        assert assert_json_error(third, 429)["reason"] == "streams"
+        assert after.status_code == 206
+
+
+async def test_forged_log_lines_are_escaped(
+    client: httpx.AsyncClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="voyo_trio.access")
+    with trio.fail_after(STEP_TIMEOUT_S):
+        await client.get("/nope%0A2026-12-04 INFO voyo_trio.access: GET /forged%1B[31m")
+    (record,) = [r for r in caplog.records if r.name == "voyo_trio.access"]
+    assert "\n" not in record.getMessage()
+    assert "\x1b" not in record.getMessage()
+    assert "\\n2026-12-04" in record.getMessage()
+
+
+async def test_odd_host_header_gives_relative_urls(client: httpx.AsyncClient) -> None:
+    with trio.fail_after(STEP_TIMEOUT_S):
+        response = await client.get(
+            "/stream",
+            params={"v": CATALOG[0].video_id},
+            headers={"Host": "evil.example/x?y="},
+        )
+    assert response.status_code == 200
+    assert response.json()["url"].startswith("/proxy?v=")
+
+
+async def test_method_not_allowed_has_allow(client: httpx.AsyncClient) -> None:
+    with trio.fail_after(STEP_TIMEOUT_S):
+        response = await client.put("/stream")
+    assert_json_error(response, 405)
+    assert "GET" in response.headers["allow"]

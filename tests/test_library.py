@@ -431,3 +431,30 @@ def test_parse_byte_range_table() -> None:
     assert parse_byte_range(None, 10) is None
     with pytest.raises(RangeNotSatisfiable):
         parse_byte_range("bytes=10-", 10)
+
+
+@pytest.mark.parametrize(
+    "range_header",
+    ["bytes=0-" + "9" * 5000, "bytes=-" + "9" * 5000, "bytes=" + "1" * 30 + "-"],
+)
+async def test_file_huge_range_numbers_ignored(
+    client: httpx.AsyncClient, stored: bytes, range_header: str
+) -> None:
+    with trio.fail_after(STEP_TIMEOUT_S):
+        response = await client.get(FILE_PATH, headers={"Range": range_header})
+    assert response.status_code == 200
+    assert response.content == stored
+
+
+async def test_file_deleted_while_playing(
+    client: httpx.AsyncClient, stored: bytes
+) -> None:
+    with trio.fail_after(STEP_TIMEOUT_S):
+        async with client.stream("GET", FILE_PATH) as response:
+            assert response.status_code == 200
+            deleted = await client.delete("/download", params={"v": TRACK.video_id})
+            body = await response.aread()
+        gone = await client.get(FILE_PATH)
+    assert deleted.json()["deleted"] is True
+    assert body == stored
+    assert_json_error(gone, 404)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 from typing import Any, cast
 
 import trio
@@ -115,11 +116,21 @@ def _log_request(response: Response) -> None:
     access_logger.info(
         "%s %s %d %.1f ms video_id=%s",
         request.method,
-        request.path,
+        printable(request.path),
         response.status_code,
         (trio.current_time() - started) * 1000,
         g.get("video_id", "-"),
     )
+
+
+_MAX_LOGGED_CHARS = 200
+
+
+def printable(text: str) -> str:
+    """Escape control characters and cut ``text`` for one log line, so a
+    client cannot forge log records with newlines or terminal escapes."""
+    escaped = text.encode("unicode_escape", "backslashreplace").decode("ascii")
+    return escaped[:_MAX_LOGGED_CHARS]
 
 
 def _install_error_handlers(app: QuartTrio) -> None:
@@ -130,7 +141,7 @@ def _install_error_handlers(app: QuartTrio) -> None:
 
 async def _voyo_error(error: VoyoError) -> Response:
     video_id = g.get("video_id", "-")
-    if error.status >= 500:
+    if error.status >= 500 and not error.expected:
         logger.warning(
             "%s %s failed video_id=%s: %s",
             request.method,
@@ -139,7 +150,7 @@ async def _voyo_error(error: VoyoError) -> Response:
             error,
         )
     if isinstance(error, RateLimited):
-        retry_after = max(1, round(error.retry_after_s))
+        retry_after = max(1, math.ceil(error.retry_after_s))
         response = error_response(
             str(error), 429, reason=error.reason, retryAfter=retry_after
         )
@@ -156,7 +167,11 @@ async def _http_error(error: HTTPException) -> Response:
         message = f"method {request.method} is not allowed on {request.path}"
     else:
         message = (error.name or "error").lower()
-    return error_response(message, status)
+    response = error_response(message, status)
+    for name, value in error.get_headers():
+        if name.lower() == "allow":
+            response.headers["Allow"] = value
+    return response
 
 
 async def _unexpected_error(error: Exception) -> Response:

@@ -45,6 +45,8 @@ class VoyoError(Exception):
     """Base class of every error that the app reports to a client."""
 
     status = 500
+    # An expected 5xx, such as a full queue, is not logged as a failure.
+    expected = False
 
 
 class InvalidInput(VoyoError):

@@ -24,7 +24,8 @@ __all__ = [
 ]
 
 _CHUNK_BYTES = 64 * 1024
-_SINGLE_RANGE = re.compile(r"bytes=(\d*)-(\d*)")
+# Positions past 10**18 bytes are no file's; longer numbers are ignored.
+_SINGLE_RANGE = re.compile(r"bytes=(\d{0,18})-(\d{0,18})")
 
 
 class RangeNotSatisfiable(Exception):
@@ -105,13 +106,18 @@ def _parse_http_date(value: str) -> datetime.datetime | None:
 
 
 class FileBody:
-    """Async iterator over ``length`` bytes of a file from ``offset``."""
+    """Async iterator over ``length`` bytes of an open file from ``offset``.
 
-    def __init__(self, path: Path, offset: int, length: int) -> None:
+    The file is opened before the response starts, so deleting the track
+    while it plays does not cut the body short.
+    """
+
+    def __init__(self, file: Any, path: Path, offset: int, length: int) -> None:
         self._path = path
         self._offset = offset
         self._remaining = length
-        self._file: Any = None
+        self._file: Any = file
+        self._positioned = False
 
     def __aiter__(self) -> FileBody:
         return self
@@ -121,8 +127,10 @@ class FileBody:
             await self.aclose()
             raise StopAsyncIteration
         if self._file is None:
-            self._file = await trio.open_file(self._path, "rb")
+            raise StopAsyncIteration
+        if not self._positioned:
             await self._file.seek(self._offset)
+            self._positioned = True
         chunk = await self._file.read(min(_CHUNK_BYTES, self._remaining))
         if not chunk:
             # The file shrank under us: end short rather than pad.
@@ -135,3 +143,9 @@ class FileBody:
             file, self._file = self._file, None
             with trio.CancelScope(shield=True):
                 await file.aclose()
+
+    def close(self) -> None:
+        """Close the file at once; for a request that ends before its body."""
+        if self._file is not None:
+            file, self._file = self._file, None
+            file.wrapped.close()

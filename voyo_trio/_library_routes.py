@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import email.utils
 import logging
-from typing import Any
+import os
+from typing import Any, cast
 
 import trio
 from quart import Blueprint, Response, g, request
@@ -13,9 +14,10 @@ from ._errors import NotFound
 from ._files import FileBody, RangeNotSatisfiable, if_range_allows, parse_byte_range
 from ._ids import parse_video_id
 from ._library import StoredTrack
+from ._proxy import SCOPE_BODIES
 from ._request_limits import extraction_charge
 from ._responses import error_response
-from ._services import current_services
+from ._services import Services, current_services
 
 __all__ = ["library_blueprint", "library_url"]
 
@@ -91,8 +93,22 @@ async def stored_file(name: str) -> Response:
     voyo = current_services()
     track = await trio.to_thread.run_sync(voyo.library.file_for, name)
     g.video_id = track.video_id
-    stat = await trio.to_thread.run_sync(track.path.stat)
-    etag = f'"{stat.st_size:x}-{stat.st_mtime_ns:x}"'
+    try:
+        file = await trio.open_file(track.path, "rb")
+    except FileNotFoundError:
+        raise NotFound(f"{name} is not in the library") from None
+    try:
+        return await _file_response(voyo, track, file)
+    except BaseException:
+        with trio.CancelScope(shield=True):
+            await file.aclose()
+        raise
+
+
+async def _file_response(voyo: Services, track: StoredTrack, file: Any) -> Response:
+    stat = os.fstat(file.fileno())
+    size = stat.st_size
+    etag = f'"{size:x}-{stat.st_mtime_ns:x}"'
     last_modified = email.utils.formatdate(stat.st_mtime, usegmt=True)
     headers = {
         "Accept-Ranges": "bytes",
@@ -104,29 +120,27 @@ async def stored_file(name: str) -> Response:
     if not if_range_allows(request.headers.get("If-Range"), etag, last_modified):
         range_header = None
     try:
-        byte_range = parse_byte_range(range_header, stat.st_size)
+        byte_range = parse_byte_range(range_header, size)
     except RangeNotSatisfiable:
-        response = error_response(f"requested range is past the end of {name}", 416)
-        response.headers["Content-Range"] = f"bytes */{stat.st_size}"
+        await file.aclose()
+        response = error_response(
+            f"requested range is past the end of {track.path.name}", 416
+        )
+        response.headers["Content-Range"] = f"bytes */{size}"
         return response
     await trio.to_thread.run_sync(voyo.library.mark_played, track)
-    return _file_response(track, stat.st_size, byte_range, headers)
-
-
-def _file_response(
-    track: StoredTrack, size: int, byte_range: Any, headers: dict[str, str]
-) -> Response:
-    if byte_range is None:
-        offset, length, status = 0, size, 200
-    else:
+    offset, length, status = 0, size, 200
+    if byte_range is not None:
         offset, length, status = byte_range.first, byte_range.length, 206
         headers["Content-Range"] = byte_range.content_range(size)
     if request.method == "HEAD":
+        await file.aclose()
         response = Response(b"", status=status, headers=headers)
     else:
-        response = Response(
-            FileBody(track.path, offset, length), status=status, headers=headers
-        )
+        body = FileBody(file, track.path, offset, length)
+        # Closed when the request ends, even if the body is never iterated.
+        cast(dict[str, Any], request.scope).setdefault(SCOPE_BODIES, []).append(body)
+        response = Response(body, status=status, headers=headers)
     # Set last: Quart sets the length of a bytes body itself, 0 for HEAD.
     response.headers["Content-Length"] = str(length)
     response.timeout = None

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import AsyncGenerator, MutableMapping
+from collections.abc import AsyncGenerator, Callable, MutableMapping
 from contextlib import aclosing
 from dataclasses import dataclass
 from typing import Any, cast
@@ -33,9 +33,10 @@ logger = logging.getLogger(__name__)
 # names, CDN internals) stays behind the proxy.
 _PASSED_HEADERS = ("content-type", "content-length", "content-range", "accept-ranges")
 _PASSED_STATUSES = frozenset({200, 206, 416})
-# RFC 9110 section 14.2: a server may ignore a Range it cannot parse, so any
-# other value is dropped and the full representation is fetched.
-_RANGE = re.compile(r"bytes=\d*-\d*(\s*,\s*\d*-\d*)*")
+# RFC 9110 section 14.2: a server may ignore a Range, so anything but one
+# range is dropped and the full representation is fetched. Several ranges
+# would come back as multipart/byteranges, which players do not read.
+_RANGE = re.compile(r"bytes=\d{0,18}-\d{0,18}")
 _MAX_RANGE_LENGTH = 256
 # The ASGI scope key under which a request's open stream bodies are kept.
 SCOPE_BODIES = "voyo_trio.stream_bodies"
@@ -172,11 +173,13 @@ class StreamSupervisor:
         upstream: httpx.Response,
         video_id: str,
         scope: MutableMapping[str, Any],
+        on_close: Callable[[], None] | None = None,
     ) -> StreamBody:
         """Start pumping ``upstream`` and return the body for the response.
 
         The body is also recorded in the request's ASGI ``scope`` so that it is
         closed when the request ends, even if the response never iterates it.
+        ``on_close`` runs once the pump has ended.
         """
         if self._nursery is None:
             raise RuntimeError("the stream supervisor is not running")
@@ -189,7 +192,9 @@ class StreamSupervisor:
         scope.setdefault(SCOPE_BODIES, []).append(body)
         self.active += 1
         self.started_total += 1
-        self._nursery.start_soon(self._pump, upstream, send, pump_scope, state)
+        self._nursery.start_soon(
+            self._pump, upstream, send, pump_scope, state, on_close
+        )
         return body
 
     async def _pump(
@@ -198,6 +203,7 @@ class StreamSupervisor:
         send: trio.MemorySendChannel[bytes],
         pump_scope: trio.CancelScope,
         state: _StreamState,
+        on_close: Callable[[], None] | None,
     ) -> None:
         try:
             with pump_scope, send:
@@ -208,6 +214,8 @@ class StreamSupervisor:
             with trio.move_on_after(1, shield=True):
                 await upstream.aclose()
             self.active -= 1
+            if on_close is not None:
+                on_close()
             logger.debug(
                 "stream.closed video_id=%s bytes=%d", state.video_id, state.bytes_sent
             )

@@ -205,7 +205,7 @@ class Resolver:
         logger.debug("extract.started video_id=%s type=%s quality=%s", *key)
         try:
             info = await self._run_yt_dlp(video_id, format_spec(kind, quality))
-        except ExtractionError:
+        except (ExtractionError, NotFound):
             self.stats.failures += 1
             raise
         resolved = _resolved_from_info(key, info)
@@ -354,7 +354,8 @@ def _short_reason(error: Exception) -> str:
     cause = root_cause(error)
     message = getattr(cause, "orig_msg", None) or str(error)
     message = _URL.sub("<url>", _PREFIX.sub("", message.strip()))
-    return message.splitlines()[0][:200] if message else "unknown error"
+    first_line = message.splitlines()[0][:200] if message else ""
+    return first_line or "unknown error"
 
 
 class _YtDlpLogger:

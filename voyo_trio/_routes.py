@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
+from collections.abc import Callable
 from typing import Any, cast
 from urllib.parse import urlencode
 
@@ -14,14 +15,14 @@ import trio
 from quart import Blueprint, Response, g, request
 
 from ._cache import TTLCache
-from ._errors import UpstreamRefused, VoyoError
+from ._errors import RateLimited, UpstreamRefused, VoyoError
 from ._ids import parse_track_ref, parse_video_id
 from ._library import StoredTrack
 from ._library_routes import library_url
 from ._proxy import clean_range, fetch_media, response_headers
-from ._request_limits import extraction_charge
+from ._request_limits import extraction_charge, request_client
 from ._resolver import Kind, ResolveKey, parse_kind, parse_quality
-from ._responses import error_response
+from ._responses import base_url, error_response
 from ._services import Services, current_services
 
 __all__ = ["blueprint"]
@@ -38,8 +39,7 @@ def _key(video_id: str) -> ResolveKey:
 
 
 def _base_url() -> str:
-    configured = current_services().settings.public_base_url
-    return (configured or request.host_url).rstrip("/")
+    return base_url(current_services().settings.public_base_url)
 
 
 def _proxy_url(key: ResolveKey) -> str:
@@ -128,20 +128,57 @@ async def cdn_stream(track: str) -> Response:
 
 async def _proxy_response(key: ResolveKey) -> Response:
     voyo = current_services()
-    upstream = await _open_media(voyo, key, clean_range(request.headers.get("Range")))
+    _maybe_boost(voyo, key[0])
+    release = _claim_stream_slot(voyo)
+    try:
+        upstream = await _open_media(
+            voyo, key, clean_range(request.headers.get("Range"))
+        )
+    except BaseException:
+        release()
+        raise
     if upstream.status_code == 416:
+        release()
         return await _range_not_satisfiable(upstream, key[0])
     try:
         headers = response_headers(upstream)
         scope = cast(dict[str, Any], request.scope)
-        body = voyo.streams.start(upstream, key[0], scope)
+        body = voyo.streams.start(upstream, key[0], scope, on_close=release)
     except BaseException:
+        release()
         with trio.CancelScope(shield=True):
             await upstream.aclose()
         raise
     response = Response(body, status=upstream.status_code, headers=headers)
     response.timeout = None
     return response
+
+
+def _claim_stream_slot(voyo: Services) -> Callable[[], None]:
+    """Count one more open stream for this client, or raise RateLimited.
+
+    Returns the function that gives the slot back; it is safe to call twice.
+    """
+    cap = voyo.settings.max_streams_per_client
+    client = request_client()
+    if cap and voyo.client_streams[client] >= cap:
+        raise RateLimited(
+            f"too many open streams: at most {cap} per client; close one and retry",
+            retry_after_s=1,
+            reason="streams",
+        )
+    voyo.client_streams[client] += 1
+    released = False
+
+    def release() -> None:
+        nonlocal released
+        if not released:
+            released = True
+            voyo.client_streams[client] -= 1
+            if voyo.client_streams[client] <= 0:
+                del voyo.client_streams[client]
+
+    return release
 
 
 async def _range_not_satisfiable(upstream: httpx.Response, video_id: str) -> Response:
@@ -200,6 +237,7 @@ async def prefetch() -> tuple[dict[str, Any], int]:
 
 class _PrefetchBusy(VoyoError):
     status = 503
+    expected = True
 
 
 async def _warm(voyo: Services, key: ResolveKey) -> None:

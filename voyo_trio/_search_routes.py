@@ -9,6 +9,7 @@ from quart import Blueprint, Response, request
 
 from ._ids import encode_voyo_id, parse_track_ref, parse_video_id
 from ._request_limits import extraction_charge
+from ._responses import base_url
 from ._search import SearchResult, parse_search_query
 from ._services import current_services
 from ._thumbnails import Thumbnail, etag_matches, parse_thumbnail_quality
@@ -22,8 +23,7 @@ _ART_CACHE_CONTROL = "public, max-age=3600"
 
 
 def _base_url() -> str:
-    configured = current_services().settings.public_base_url
-    return (configured or request.host_url).rstrip("/")
+    return base_url(current_services().settings.public_base_url)
 
 
 async def _search() -> list[SearchResult]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+from collections import Counter
 from typing import Any
 
 import trio
@@ -53,6 +54,8 @@ class Services:
             default_ttl_s=settings.prefetch_ttl_s,
         )
         self.prefetch_pending = 0
+        # Open streams per client address, for max_streams_per_client.
+        self.client_streams: Counter[str] = Counter()
         self.limiter = RateLimiter(_rate_limit_settings(settings))
         # (client, track) pairs whose playback already paid for its first
         # media request; further Range requests within the window are free.

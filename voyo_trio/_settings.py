@@ -70,6 +70,7 @@ _BOUNDS: dict[str, tuple[float, float]] = {
     "rate_limit_window_s": (1, 86400),
     "rate_limit_max_clients": (1, 10**7),
     "trusted_proxy_hops": (0, 16),
+    "max_streams_per_client": (0, 10000),
 }
 
 
@@ -155,6 +156,8 @@ class Settings:
     rate_limit_global_extractions: int = 300
     rate_limit_window_s: float = 60.0
     rate_limit_max_clients: int = 10_000
+    # Streams one client may hold open at once; 0 turns the cap off.
+    max_streams_per_client: int = 8
     # Reverse proxies in front of the server whose X-Forwarded-For is trusted;
     # 0 keys clients on the socket's peer address.
     trusted_proxy_hops: int = 0

@@ -158,7 +158,10 @@ class UpstreamClient:
 
     def _check_host(self, url: str, what: str, allowed: tuple[str, ...]) -> None:
         if not host_allowed(url, allowed):
-            logger.warning("refused upstream host %r for %s", _host(url), what)
+            scheme = urlsplit(url).scheme
+            logger.warning(
+                "refused upstream host %r (scheme %r) for %s", _host(url), scheme, what
+            )
             raise ForbiddenHost(f"upstream host for {what} is not on the allow-list")
 
     async def _send(self, request: httpx.Request, what: str) -> httpx.Response:
