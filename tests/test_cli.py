@@ -173,3 +173,43 @@ async def _get_when_up(url: str) -> httpx.Response:
                 return await client.get(url)
             except httpx.ConnectError:
                 await trio.sleep(0.1)
+
+
+@pytest.fixture
+async def quick_demo() -> AsyncIterator[tuple[trio.Process, str, LineReader]]:
+    process = await trio.lowlevel.open_process(
+        [sys.executable, "-m", "voyo_trio", "demo", "--port", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        env=child_env(VOYO_SHUTDOWN_GRACE_S="1"),
+    )
+    assert process.stdout is not None
+    reader = LineReader(process.stdout)
+    try:
+        with trio.fail_after(PROCESS_TIMEOUT_S):
+            line = await reader.until("demo serving on ")
+        yield process, line.split("demo serving on ")[1].split()[0], reader
+    finally:
+        if process.returncode is None:
+            process.kill()
+        await process.wait()
+
+
+async def test_sigterm_exits_despite_stalled_listener(
+    quick_demo: tuple[trio.Process, str, LineReader],
+) -> None:
+    process, url, reader = quick_demo
+    port = int(url.rsplit(":", 1)[1])
+    video_id = CATALOG[6].video_id
+    listener = trio.socket.socket()
+    # A tiny receive window and no reads: the server's writes block.
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    with listener, trio.fail_after(PROCESS_TIMEOUT_S):
+        await listener.connect(("127.0.0.1", port))
+        request = f"GET /proxy?v={video_id} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+        await listener.send(request.encode())
+        await reader.until("GET /proxy 200")
+        process.send_signal(signal.SIGTERM)
+        await reader.until("exiting without waiting")
+        code = await process.wait()
+    assert code == 0

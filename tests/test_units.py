@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import trio
 import trio.testing
@@ -41,20 +43,22 @@ def test_settings_defaults() -> None:
     assert settings.yt_api_key is None
 
 
-def test_settings_read_environment() -> None:
+def test_settings_read_environment(tmp_path: Path) -> None:
+    ca_file = tmp_path / "ca.pem"
+    ca_file.write_text("")
     settings = Settings.from_env(
         {
             "VOYO_PORT": "8080",
             "VOYO_READ_TIMEOUT_S": "2.5",
             "VOYO_CORS_ORIGINS": "https://a.example, https://b.example",
-            "VOYO_UPSTREAM_CA_FILE": "/tmp/ca.pem",
+            "VOYO_UPSTREAM_CA_FILE": str(ca_file),
             "YT_API_KEY": "secret-key",
         }
     )
     assert settings.port == 8080
     assert settings.read_timeout_s == 2.5
     assert settings.cors_origins == ("https://a.example", "https://b.example")
-    assert str(settings.upstream_ca_file) == "/tmp/ca.pem"
+    assert settings.upstream_ca_file == ca_file
     assert settings.yt_api_key == "secret-key"
     assert "secret-key" not in repr(settings)
 
@@ -71,6 +75,7 @@ def test_settings_read_environment() -> None:
         ("VOYO_CORS_ORIGINS", "localhost:5173"),
         ("VOYO_WATCH_URL_TEMPLATE", "https://example.com/watch"),
         ("VOYO_PUBLIC_BASE_URL", "ftp://example.com"),
+        ("VOYO_UPSTREAM_CA_FILE", "/no/such/ca.pem"),
     ],
 )
 def test_settings_invalid_value_names_variable(variable: str, value: str) -> None:

@@ -48,12 +48,27 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     _configure_logging(settings.log_level)
     runner = _run_demo if args.command == "demo" else _run_serve
+    code = 0
     try:
         trio.run(runner, settings)
-    except LibraryError as error:
-        print(f"voyo-trio: {error}", file=sys.stderr)
-        return 2
-    return 0
+    except* LibraryError as group:
+        print(f"voyo-trio: {_first_error(group)}", file=sys.stderr)
+        code = 2
+    except* OSError as group:
+        # Binding failed: the address is in use, or the host does not resolve.
+        failure = _first_error(group)
+        reason = getattr(failure, "strerror", None) or failure
+        where = f"{settings.host}:{settings.port}"
+        print(f"voyo-trio: cannot listen on {where}: {reason}", file=sys.stderr)
+        code = 1
+    return code
+
+
+def _first_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    error: BaseException = group
+    while isinstance(error, BaseExceptionGroup):
+        error = error.exceptions[0]
+    return error
 
 
 def _settings_from(args: argparse.Namespace) -> Settings:

@@ -132,10 +132,11 @@ class Downloader:
         except VoyoError as error:
             self._fail(job, error)
         except BaseException:
-            # Shutdown: the thread sees the flag at its next progress report
-            # and removes its partial file.
+            # Shutdown: the thread may outlive the process, so its partial
+            # file goes now; the thread stops at its next progress report.
             job.cancel_requested = True
             job.state = JobState.CANCELLED
+            self.library.remove_partials(f"{job.video_id}-{job.token}")
             raise
         finally:
             del self.jobs[job.video_id]

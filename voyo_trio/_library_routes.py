@@ -74,7 +74,12 @@ async def delete_download() -> dict[str, Any]:
     deleted = await trio.to_thread.run_sync(voyo.library.delete, video_id)
     if job is None and not deleted:
         raise NotFound(f"track {video_id} is not in the library")
-    return {"success": True, "cancelled": job is not None, "deleted": deleted}
+    # A job stuck in a network read stops only when that read times out.
+    stopped = job is not None and job.done.is_set()
+    result: dict[str, Any] = {"success": True, "cancelled": stopped, "deleted": deleted}
+    if job is not None and not stopped:
+        result["state"] = "cancelling"
+    return result
 
 
 @library_blueprint.get("/downloaded")

@@ -179,6 +179,11 @@ class Settings:
         if self.public_base_url is not None:
             _check_url(f"{ENV_PREFIX}PUBLIC_BASE_URL", self.public_base_url)
         _check_url(f"{ENV_PREFIX}INNERTUBE_BASE_URL", self.innertube_base_url)
+        if self.upstream_ca_file is not None and not self.upstream_ca_file.is_file():
+            raise SettingsError(
+                f"invalid setting {ENV_PREFIX}UPSTREAM_CA_FILE="
+                f"{str(self.upstream_ca_file)!r}: no such file"
+            )
         _check_url(f"{ENV_PREFIX}THUMBNAIL_BASE_URL", self.thumbnail_base_url)
 
     @classmethod
