@@ -9,6 +9,8 @@ thread outlives the Trio task that started it.
 from __future__ import annotations
 
 import enum
+import functools
+import shutil
 import errno
 import logging
 import secrets
@@ -179,11 +181,22 @@ class Downloader:
             "overwrites": True,
             "continuedl": False,
         }
-        if self._settings.download_mp3:
+        if self._settings.download_mp3 and _ffmpeg_present():
             params["postprocessors"] = [
                 {"key": "FFmpegExtractAudio", "preferredcodec": "mp3"}
             ]
         return params
+
+
+@functools.cache
+def _ffmpeg_present() -> bool:
+    # NOTE: MP3 conversion is not covered by the tests, which run without ffmpeg.
+    if shutil.which("ffmpeg") is None:
+        logger.warning(
+            "download_mp3 is on but ffmpeg is not on PATH; keeping originals"
+        )
+        return False
+    return True
 
 
 def _convert(video_id: str, error: Exception) -> Exception:
