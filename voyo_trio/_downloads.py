@@ -9,11 +9,11 @@ thread outlives the Trio task that started it.
 from __future__ import annotations
 
 import enum
-import functools
-import shutil
 import errno
+import functools
 import logging
 import secrets
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
