@@ -27,6 +27,13 @@ logger = logging.getLogger(__name__)
 _MAX_INCOMPLETE_HEAD_BYTES = 16 * 1024
 # Seconds past the grace period after which a shutdown stops waiting.
 _FORCE_EXIT_MARGIN_S = 5.0
+# Connections waiting to be accepted; Hypercorn's default of 100 overflows
+# when hundreds of listeners connect at once.
+_BACKLOG = 1024
+# Bytes a connection may queue in the kernel beyond what is in flight. Without
+# a cap Linux lets a slow listener's send queue grow to megabytes, which the
+# event loop then spends its time filling.
+_NOT_SENT_LOW_WATER_BYTES = 128 * 1024
 
 
 def hypercorn_config(settings: Settings) -> Config:
@@ -38,6 +45,7 @@ def hypercorn_config(settings: Settings) -> Config:
     config.h11_max_incomplete_size = _MAX_INCOMPLETE_HEAD_BYTES
     config.accesslog = None
     config.errorlog = logging.getLogger("hypercorn.error")
+    config.backlog = _BACKLOG
     return config
 
 
@@ -55,13 +63,18 @@ def listening_sockets(config: Config, settings: Settings) -> Sockets:
     A listener that stops reading leaves its connection blocked in a write
     that Hypercorn does not cancel. TCP_USER_TIMEOUT makes the kernel drop
     such a connection once its data stays unacknowledged for
-    ``stream_idle_timeout_s``; accepted sockets inherit it on Linux.
+    ``stream_idle_timeout_s``. Accepted sockets inherit both options set here
+    on Linux; other systems lack them and go without.
     """
     sockets = config.create_sockets()
     for sock in sockets.insecure_sockets:
         if hasattr(socket, "TCP_USER_TIMEOUT"):
             timeout_ms = int(settings.stream_idle_timeout_s * 1000)
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, timeout_ms)
+        if hasattr(socket, "TCP_NOTSENT_LOWAT"):
+            sock.setsockopt(
+                socket.IPPROTO_TCP, socket.TCP_NOTSENT_LOWAT, _NOT_SENT_LOW_WATER_BYTES
+            )
         sock.listen(config.backlog)
     return sockets
 

@@ -11,6 +11,7 @@ import logging
 import ssl
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from http.cookiejar import CookieJar, DefaultCookiePolicy
 from typing import Any
 from urllib.parse import urljoin, urlsplit
 
@@ -86,8 +87,12 @@ class UpstreamClient:
         self._transport = httpx.AsyncHTTPTransport(
             verify=_ssl_context(settings), limits=limits, trust_env=False
         )
+        # Upstream cookies are never stored, so nothing one listener's
+        # request set is sent on another listener's behalf.
+        no_cookies = CookieJar(policy=DefaultCookiePolicy(allowed_domains=[]))
         self.http = httpx.AsyncClient(
             transport=self._transport,
+            cookies=no_cookies,
             timeout=timeout,
             follow_redirects=False,
             trust_env=False,
