@@ -12,6 +12,15 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet --editable '.[dev]'
 	touch $(STAMP)
 
+# Plotting is an optional extra, installed for the benchmark only.
+$(VENV)/.installed-bench: $(STAMP)
+	$(BIN)/python -m pip install --quiet --editable '.[bench]'
+	touch $@
+
+# BENCH_ARGS passes options, for example: make bench BENCH_ARGS=--quick
+bench: $(VENV)/.installed-bench
+	$(BIN)/python -m bench $(BENCH_ARGS)
+
 demo: $(STAMP)
 	$(BIN)/voyo-trio demo
 

@@ -1,0 +1,1 @@
+"""Benchmark harness of voyo-trio: ``python -m bench`` runs every scenario."""
