@@ -30,9 +30,9 @@ _FORCE_EXIT_MARGIN_S = 5.0
 # Connections waiting to be accepted; Hypercorn's default of 100 overflows
 # when hundreds of listeners connect at once.
 _BACKLOG = 1024
-# Bytes a connection may queue in the kernel beyond what is in flight. Without
-# a cap Linux lets a slow listener's send queue grow to megabytes, which the
-# event loop then spends its time filling.
+# Bytes a connection may hold unsent in the kernel, which bounds the kernel
+# memory one slow listener takes. Bytes in flight to the listener's own
+# receive buffer are not bounded by it.
 _NOT_SENT_LOW_WATER_BYTES = 128 * 1024
 
 
