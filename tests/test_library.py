@@ -458,3 +458,13 @@ async def test_file_deleted_while_playing(
     assert deleted.json()["deleted"] is True
     assert body == stored
     assert_json_error(gone, 404)
+
+
+async def test_download_head_starts_nothing(
+    client: httpx.AsyncClient, running: RunningApp, standin: StandIn
+) -> None:
+    with trio.fail_after(STEP_TIMEOUT_S):
+        response = await client.head("/download", params={"v": TRACK.video_id})
+    assert response.status_code == 404
+    assert running.services.downloads.jobs == {}
+    assert standin.stats.watch_requests[TRACK.video_id] == 0

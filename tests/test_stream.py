@@ -434,3 +434,19 @@ async def test_slow_listener_holds_back_upstream(
         nursery.cancel_scope.cancel()
     assert size > 50_000_000
     assert sent_while_paused < size // 4
+
+
+async def test_prefetch_queue_full_is_503(settings: Settings) -> None:
+    shutdown = trio.Event()
+    async with trio.open_nursery() as nursery:
+        running = await start_app(
+            nursery, settings.replace(prefetch_max_pending=1), shutdown
+        )
+        async with httpx.AsyncClient(base_url=running.url) as http:
+            with trio.fail_after(STEP_TIMEOUT_S):
+                first = await http.get("/prefetch", params={"v": CATALOG[0].video_id})
+                second = await http.get("/prefetch", params={"v": CATALOG[1].video_id})
+        shutdown.set()
+    assert first.status_code == 202
+    assert_json_error(second, 503)
+    assert second.headers["retry-after"] == "5"

@@ -156,7 +156,11 @@ async def _voyo_error(error: VoyoError) -> Response:
         )
         response.headers["Retry-After"] = str(retry_after)
         return response
-    return error_response(str(error), error.status)
+    response = error_response(str(error), error.status)
+    retry_after_s = getattr(error, "retry_after_s", None)
+    if retry_after_s is not None:
+        response.headers["Retry-After"] = str(max(1, math.ceil(retry_after_s)))
+    return response
 
 
 async def _http_error(error: HTTPException) -> Response:

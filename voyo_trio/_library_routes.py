@@ -40,6 +40,9 @@ async def download() -> tuple[dict[str, Any], int]:
     stored = await trio.to_thread.run_sync(voyo.library.find, video_id)
     if stored is not None:
         return _done_json(stored, already_exists=True), 200
+    if request.method == "HEAD":
+        # A HEAD request only asks; it never starts a download.
+        raise NotFound(f"track {video_id} is not in the library")
     if voyo.downloads.running(video_id) is None:
         extraction_charge(voyo)()
     job = voyo.downloads.start(video_id, voyo.nursery)

@@ -238,6 +238,7 @@ async def prefetch() -> tuple[dict[str, Any], int]:
 class _PrefetchBusy(VoyoError):
     status = 503
     expected = True
+    retry_after_s = 5.0
 
 
 async def _warm(voyo: Services, key: ResolveKey) -> None:
