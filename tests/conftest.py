@@ -15,6 +15,7 @@ from hypercorn.trio import serve as hypercorn_serve
 from quart_trio import QuartTrio
 
 from voyo_trio import Settings, create_app
+from voyo_trio._cli import standin_settings
 from voyo_trio._server import hypercorn_config
 from voyo_trio._services import EXTENSION_KEY, Services
 from voyo_trio.standin import CATALOG, StandIn, Track
@@ -53,15 +54,12 @@ def ca_file(standin: StandIn, tmp_path: Path) -> Path:
 
 @pytest.fixture
 def settings(standin: StandIn, ca_file: Path, tmp_path: Path) -> Settings:
-    return Settings(
+    return standin_settings(
+        Settings(),
+        standin,
+        ca_file,
         library_dir=tmp_path / "library",
         port=0,
-        watch_url_template=standin.watch_url_template,
-        media_hosts=("127.0.0.1",),
-        upstream_ca_file=ca_file,
-        innertube_base_url=standin.base_url,
-        thumbnail_base_url=standin.base_url,
-        search_fallback=False,
         # Limits have their own tests; elsewhere they would only add noise.
         rate_limit_enabled=False,
         extract_timeout_s=15,

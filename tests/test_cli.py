@@ -54,13 +54,15 @@ def child_env(**extra: str) -> dict[str, str]:
     return env
 
 
-@pytest.fixture
-async def demo() -> AsyncIterator[tuple[trio.Process, str, LineReader]]:
+async def start_demo(
+    grace_s: str,
+) -> AsyncIterator[tuple[trio.Process, str, LineReader]]:
+    """Run ``voyo-trio demo`` on a free port; yield it with its URL."""
     process = await trio.lowlevel.open_process(
         [sys.executable, "-m", "voyo_trio", "demo", "--port", "0"],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
-        env=child_env(VOYO_SHUTDOWN_GRACE_S="5"),
+        env=child_env(VOYO_SHUTDOWN_GRACE_S=grace_s),
     )
     assert process.stdout is not None
     reader = LineReader(process.stdout)
@@ -73,6 +75,18 @@ async def demo() -> AsyncIterator[tuple[trio.Process, str, LineReader]]:
         if process.returncode is None:
             process.kill()
         await process.wait()
+
+
+@pytest.fixture
+async def demo() -> AsyncIterator[tuple[trio.Process, str, LineReader]]:
+    async for running in start_demo("5"):
+        yield running
+
+
+@pytest.fixture
+async def quick_demo() -> AsyncIterator[tuple[trio.Process, str, LineReader]]:
+    async for running in start_demo("1"):
+        yield running
 
 
 async def test_bad_setting_exits_2() -> None:
@@ -173,26 +187,6 @@ async def _get_when_up(url: str) -> httpx.Response:
                 return await client.get(url)
             except httpx.ConnectError:
                 await trio.sleep(0.1)
-
-
-@pytest.fixture
-async def quick_demo() -> AsyncIterator[tuple[trio.Process, str, LineReader]]:
-    process = await trio.lowlevel.open_process(
-        [sys.executable, "-m", "voyo_trio", "demo", "--port", "0"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        env=child_env(VOYO_SHUTDOWN_GRACE_S="1"),
-    )
-    assert process.stdout is not None
-    reader = LineReader(process.stdout)
-    try:
-        with trio.fail_after(PROCESS_TIMEOUT_S):
-            line = await reader.until("demo serving on ")
-        yield process, line.split("demo serving on ")[1].split()[0], reader
-    finally:
-        if process.returncode is None:
-            process.kill()
-        await process.wait()
 
 
 async def test_sigterm_exits_despite_stalled_listener(

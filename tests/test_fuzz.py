@@ -22,6 +22,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from voyo_trio import Settings, encode_voyo_id
+from voyo_trio._cli import standin_settings
 from voyo_trio.standin import CATALOG, StandIn
 
 from .conftest import start_app
@@ -94,16 +95,13 @@ class ServerThread:
         standin = StandIn()
         await nursery.start(standin.serve)
         ca_file = standin.write_ca_pem(self._folder / "ca.pem")
-        app_settings = Settings(
+        app_settings = standin_settings(
+            Settings(),
+            standin,
+            ca_file,
             port=0,
             library_dir=self._folder / "library",
             download_wait_s=1,
-            watch_url_template=standin.watch_url_template,
-            media_hosts=("127.0.0.1",),
-            upstream_ca_file=ca_file,
-            innertube_base_url=standin.base_url,
-            thumbnail_base_url=standin.base_url,
-            search_fallback=False,
             rate_limit_enabled=False,
             extract_timeout_s=10,
         )

@@ -17,7 +17,7 @@ from ._server import serve, wait_for_signal
 from ._settings import Settings, SettingsError
 from .standin import CATALOG, StandIn, Track
 
-__all__ = ["main"]
+__all__ = ["main", "standin_settings"]
 
 logger = logging.getLogger("voyo_trio")
 
@@ -88,21 +88,30 @@ async def _run_serve(settings: Settings) -> None:
     await serve(settings, shutdown_trigger=wait_for_signal)
 
 
+def standin_settings(
+    settings: Settings, standin: StandIn, ca_file: Path, **changes: Any
+) -> Settings:
+    """Point ``settings`` at a running stand-in whose CA is in ``ca_file``."""
+    return settings.replace(
+        watch_url_template=standin.watch_url_template,
+        media_hosts=("127.0.0.1",),
+        upstream_ca_file=ca_file,
+        innertube_base_url=standin.base_url,
+        thumbnail_base_url=standin.base_url,
+        # Offline, a yt-dlp search could only fail.
+        search_fallback=False,
+        **changes,
+    )
+
+
 async def _run_demo(settings: Settings) -> None:
     standin = StandIn()
     with tempfile.TemporaryDirectory(prefix="voyo-demo-") as folder:
         async with trio.open_nursery() as nursery:
             await nursery.start(standin.serve)
             ca_file = standin.write_ca_pem(Path(folder) / "standin-ca.pem")
-            demo_settings = settings.replace(
-                watch_url_template=standin.watch_url_template,
-                media_hosts=("127.0.0.1",),
-                upstream_ca_file=ca_file,
-                innertube_base_url=standin.base_url,
-                thumbnail_base_url=standin.base_url,
-                # Offline, a yt-dlp search could only fail.
-                search_fallback=False,
-                boost_downloads=True,
+            demo_settings = standin_settings(
+                settings, standin, ca_file, boost_downloads=True
             )
 
             async def serve_then_stop(task_status: Any) -> None:
