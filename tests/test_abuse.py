@@ -250,7 +250,7 @@ async def test_foreign_media_host_is_refused(
         shutdown.set()
     assert_json_error(response, 502)
     assert any(
-        "refused upstream host '127.0.0.1'" in r.getMessage() for r in caplog.records
+        "rejected upstream host '127.0.0.1'" in r.getMessage() for r in caplog.records
     )
 
 

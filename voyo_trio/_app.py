@@ -40,7 +40,7 @@ class _HTTPConnection(TrioASGIHTTPConnection):
             await super().__call__(receive, send)
         except* StreamAborted:
             # Returning without the last body message makes Hypercorn close
-            # the connection, so the listener sees a short body. The pump has
+            # the connection, so the listener gets a short body. The pump has
             # logged why.
             pass
         finally:

@@ -32,7 +32,7 @@ class CorsPolicy:
         response.headers["Access-Control-Expose-Headers"] = _EXPOSED
 
     def preflight(self) -> Response:
-        """Build the 204 answer to an ``OPTIONS`` preflight request."""
+        """Build the 204 response to an ``OPTIONS`` preflight request."""
         response = Response("", status=204)
         response.headers["Access-Control-Allow-Methods"] = _ALLOWED_METHODS
         response.headers["Access-Control-Allow-Headers"] = _ALLOWED_HEADERS

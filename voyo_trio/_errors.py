@@ -91,7 +91,7 @@ class UpstreamTimeout(UpstreamError):
 
 
 class UpstreamRefused(UpstreamError):
-    """The upstream answered 403 or 410: the URL expired or was revoked."""
+    """The upstream returned 403 or 410, because the URL expired or was revoked."""
 
     def __init__(self, message: str, *, upstream_status: int) -> None:
         super().__init__(message)

@@ -117,7 +117,13 @@ class Library:
         return sorted((t for t in found if t is not None), key=lambda t: t.last_played)
 
     def find(self, video_id: str) -> StoredTrack | None:
-        return next((t for t in self.tracks() if t.video_id == video_id), None)
+        """Return the stored track of ``video_id``, looking at its files only."""
+        for ext in AUDIO_TYPES:
+            path = self.folder / f"{video_id}.{ext}"
+            match = _TRACK_FILE.fullmatch(path.name)
+            if match is not None and path.is_file():
+                return self._stored(path, match)
+        return None
 
     def file_for(self, name: str) -> StoredTrack:
         """Return the track stored as ``name`` (``<id>.<ext>``), checked to be
@@ -134,9 +140,6 @@ class Library:
         if track is None:
             raise NotFound(f"{name} is not in the library")
         return track
-
-    def total_bytes(self) -> int:
-        return sum(track.size_bytes for track in self.tracks())
 
     def mark_played(self, track: StoredTrack) -> None:
         """Set the file's access time to now, keeping its modification time."""

@@ -41,7 +41,7 @@ async def download() -> tuple[dict[str, Any], int]:
     if stored is not None:
         return _done_json(stored, already_exists=True), 200
     if request.method == "HEAD":
-        # A HEAD request only asks; it never starts a download.
+        # A HEAD request only checks the library and starts no download.
         raise NotFound(f"track {video_id} is not in the library")
     if voyo.downloads.running(video_id) is None:
         extraction_charge(voyo)()
@@ -116,17 +116,12 @@ async def stored_file(name: str) -> Response:
 async def _file_response(voyo: Services, track: StoredTrack, file: Any) -> Response:
     stat = os.fstat(file.fileno())
     size = stat.st_size
-    etag = f'"{size:x}-{stat.st_mtime_ns:x}"'
-    last_modified = email.utils.formatdate(stat.st_mtime, usegmt=True)
-    headers = {
-        "Accept-Ranges": "bytes",
-        "Content-Type": track.content_type,
-        "ETag": etag,
-        "Last-Modified": last_modified,
-    }
+    headers = _validator_headers(track, stat)
     range_header = request.headers.get("Range")
-    if not if_range_allows(request.headers.get("If-Range"), etag, last_modified):
+    if_range = request.headers.get("If-Range")
+    if not if_range_allows(if_range, headers["ETag"], headers["Last-Modified"]):
         range_header = None
+
     try:
         byte_range = parse_byte_range(range_header, size)
     except RangeNotSatisfiable:
@@ -137,6 +132,7 @@ async def _file_response(voyo: Services, track: StoredTrack, file: Any) -> Respo
         response.headers["Content-Range"] = f"bytes */{size}"
         return response
     await trio.to_thread.run_sync(voyo.library.mark_played, track)
+
     offset, length, status = 0, size, 200
     if byte_range is not None:
         offset, length, status = byte_range.first, byte_range.length, 206
@@ -153,3 +149,12 @@ async def _file_response(voyo: Services, track: StoredTrack, file: Any) -> Respo
     response.headers["Content-Length"] = str(length)
     response.timeout = None
     return response
+
+
+def _validator_headers(track: StoredTrack, stat: os.stat_result) -> dict[str, str]:
+    return {
+        "Accept-Ranges": "bytes",
+        "Content-Type": track.content_type,
+        "ETag": f'"{stat.st_size:x}-{stat.st_mtime_ns:x}"',
+        "Last-Modified": email.utils.formatdate(stat.st_mtime, usegmt=True),
+    }

@@ -29,7 +29,7 @@ __all__ = ["StreamAborted", "StreamBody", "StreamSupervisor", "fetch_media"]
 
 logger = logging.getLogger(__name__)
 
-# The only upstream headers a listener sees. Everything else (cookies, server
+# The only upstream headers passed on to a listener. Everything else (cookies, server
 # names, CDN internals) stays behind the proxy.
 _PASSED_HEADERS = ("content-type", "content-length", "content-range", "accept-ranges")
 _PASSED_STATUSES = frozenset({200, 206, 416})
@@ -43,9 +43,11 @@ SCOPE_BODIES = "voyo_trio.stream_bodies"
 
 
 class StreamAborted(Exception):
-    """The upstream failed after the response started; the listener's
-    connection is closed without ending the body, so the player sees a short
-    read instead of a complete track."""
+    """The upstream failed after the response started.
+
+    The listener's connection is closed without ending the body, so the
+    player gets a short read instead of a track that looks complete.
+    """
 
 
 def clean_range(value: str | None) -> str | None:
@@ -74,11 +76,11 @@ async def fetch_media(
     await response.aclose()
     if status in (403, 410):
         raise UpstreamRefused(
-            f"media host refused track {resolved.video_id} with {status}",
+            f"media host rejected track {resolved.video_id} with {status}",
             upstream_status=status,
         )
     raise UpstreamStatusError(
-        f"media host answered {status} for track {resolved.video_id}",
+        f"media host returned {status} for track {resolved.video_id}",
         upstream_status=status,
     )
 

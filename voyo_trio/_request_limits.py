@@ -1,11 +1,11 @@
 """Which client a request comes from, and what it is charged.
 
 Every request but ``/health`` and CORS preflights costs one token of the
-client's general budget, except that a playback pays only once: the first
-media request for a track is charged, and further ``Range`` requests by the
-same client for the same track (proxied or from the library) are free while
-they keep coming within the rate-limit window. The extraction budgets are
-charged only where yt-dlp will really run, on a cache miss.
+client's general budget. A playback pays only once: its first media request
+for a track is charged. Further ``Range`` requests by the same client for
+the same track, proxied or from the library, are free while they keep
+coming within the rate-limit window. The extraction budgets are charged
+only where yt-dlp will really run, on a cache miss.
 """
 
 from __future__ import annotations

@@ -330,7 +330,7 @@ def convert_ytdlp_error(video_id: str, error: Exception) -> ExtractionError | No
     cause = root_cause(error)
     if isinstance(cause, YtDlpHTTPError):
         # The error keeps the upstream response, and with it an open socket,
-        # alive for as long as our exception chain holds it.
+        # alive for as long as our exception chain refers to it.
         cause.response.close()
     if isinstance(cause, YtDlpHTTPError) and cause.status == 404:
         return NotFound(f"track {video_id} was not found")

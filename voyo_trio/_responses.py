@@ -7,6 +7,8 @@ from typing import Any
 
 from quart import Response, current_app, request
 
+from ._services import current_services
+
 __all__ = ["base_url", "error_response"]
 
 # A host name, IPv4 or bracketed IPv6 address, and an optional port.
@@ -19,12 +21,13 @@ def error_response(message: str, status: int, **extra: Any) -> Response:
     return Response(body, status=status, mimetype="application/json")
 
 
-def base_url(public_base_url: str | None) -> str:
+def base_url() -> str:
     """Return the origin for absolute URLs in responses.
 
     The configured public base URL wins. Otherwise the request's ``Host`` is
     used if it is a plain host and port; any other value gives relative URLs.
     """
+    public_base_url = current_services().settings.public_base_url
     if public_base_url is not None:
         return public_base_url.rstrip("/")
     if _HOST.fullmatch(request.host):

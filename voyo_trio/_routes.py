@@ -38,14 +38,10 @@ def _key(video_id: str) -> ResolveKey:
     return video_id, parse_kind(args.get("type")), parse_quality(args.get("quality"))
 
 
-def _base_url() -> str:
-    return base_url(current_services().settings.public_base_url)
-
-
 def _proxy_url(key: ResolveKey) -> str:
     video_id, kind, quality = key
     query = urlencode({"v": video_id, "quality": quality.value, "type": kind.value})
-    return f"{_base_url()}/proxy?{query}"
+    return f"{base_url()}/proxy?{query}"
 
 
 @blueprint.get("/stream")
@@ -83,13 +79,11 @@ async def stream() -> dict[str, Any]:
 async def _stored_track(voyo: Services, key: ResolveKey) -> StoredTrack | None:
     if key[1] is not Kind.AUDIO:
         return None
-    # NOTE: this lists the library folder on each call, which is fine for
-    # thousands of tracks, not for millions.
     return await trio.to_thread.run_sync(voyo.library.find, key[0])
 
 
 def _library_stream_json(key: ResolveKey, stored: StoredTrack) -> dict[str, Any]:
-    url = library_url(_base_url(), stored)
+    url = library_url(base_url(), stored)
     return {
         "url": url,
         "audioUrl": url,
@@ -195,7 +189,7 @@ async def _range_not_satisfiable(upstream: httpx.Response, video_id: str) -> Res
 async def _open_media(voyo: Services, key: ResolveKey, range_header: str | None) -> Any:
     """Open the upstream media, resolving once more if its URL was refused.
 
-    googlevideo returns 403 or 410 once a URL expired or was revoked; nothing
+    googlevideo returns 403 or 410 once a URL expired or was revoked. Nothing
     has been sent to the listener yet, so one fresh resolution is safe.
     """
     charge = extraction_charge(voyo)

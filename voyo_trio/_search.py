@@ -40,7 +40,7 @@ DEFAULT_LIMIT = 10
 MAX_LIMIT = 50
 
 _VIDEO_ID = re.compile(r"[A-Za-z0-9_-]{11}")
-# Renderers whose subtree holds no playable video of its own.
+# Renderers whose subtree contains no playable video of its own.
 _SKIPPED = frozenset(
     {
         "channelRenderer",
@@ -360,12 +360,12 @@ class Searcher:
             what="innertube search",
         )
         if response.status_code != 200:
-            raise UpstreamError(f"innertube search answered {response.status_code}")
+            raise UpstreamError(f"innertube search returned {response.status_code}")
         try:
             data = response.json()
         except ValueError as error:
             raise UpstreamError(
-                "innertube search answered a body that is not JSON"
+                "innertube search returned a body that is not JSON"
             ) from error
         results = parse_search_response(data)
         if not results and not _looks_empty(data):
@@ -418,7 +418,7 @@ class Searcher:
 
 
 def _looks_empty(data: Any) -> bool:
-    """Tell whether a response says plainly that nothing matched."""
+    """Tell whether a response states that nothing matched."""
     return (
         isinstance(data, dict)
         and "estimatedResults" in data

@@ -22,10 +22,6 @@ search_blueprint = Blueprint("voyo_search", __name__)
 _ART_CACHE_CONTROL = "public, max-age=3600"
 
 
-def _base_url() -> str:
-    return base_url(current_services().settings.public_base_url)
-
-
 async def _search() -> list[SearchResult]:
     voyo = current_services()
     query, limit = parse_search_query(request.args.get("q"), request.args.get("limit"))
@@ -36,7 +32,7 @@ async def _search() -> list[SearchResult]:
 
 @search_blueprint.get("/search")
 async def search() -> dict[str, Any]:
-    base = _base_url()
+    base = base_url()
     results = await _search()
     return {
         "results": [
@@ -48,7 +44,7 @@ async def search() -> dict[str, Any]:
 
 @search_blueprint.get("/api/search")
 async def api_search() -> dict[str, Any]:
-    base = _base_url()
+    base = base_url()
     results = []
     for result in await _search():
         voyo_id = encode_voyo_id(result.video_id)

@@ -22,8 +22,8 @@ __all__ = ["hypercorn_config", "serve", "wait_for_signal"]
 logger = logging.getLogger(__name__)
 
 # h11 buffers at most this many bytes of a request head that it has not
-# parsed yet; a longer head that arrives in pieces is refused with 431. A
-# head that arrives in one read of up to 64 KiB is parsed whole.
+# parsed yet, and a longer head that arrives in pieces gets 431. A head that
+# arrives in one read of up to 64 KiB is parsed whole.
 _MAX_INCOMPLETE_HEAD_BYTES = 16 * 1024
 # Seconds past the grace period after which a shutdown stops waiting.
 _FORCE_EXIT_MARGIN_S = 5.0

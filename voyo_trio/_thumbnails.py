@@ -1,6 +1,6 @@
 """Cover art proxied from the thumbnail host, through a bounded cache.
 
-The cache holds at most ``thumbnail_cache_entries`` images and
+The cache keeps at most ``thumbnail_cache_entries`` images and
 ``thumbnail_cache_bytes`` bytes, least recently used evicted first, and
 concurrent misses for one image share one upstream fetch.
 """
@@ -35,7 +35,7 @@ class ThumbnailQuality(enum.StrEnum):
 
 
 # YouTube's image names, largest first. A request starts at its quality and
-# falls back to the next smaller one when the host answers 404, because many
+# falls back to the next smaller one when the host returns 404, because many
 # videos have no ``maxresdefault`` or ``sddefault``.
 _NAMES = ("maxresdefault", "sddefault", "hqdefault", "mqdefault", "default")
 _FIRST = {
@@ -141,7 +141,7 @@ class Thumbnails:
             return None
         if response.status_code != 200:
             raise UpstreamStatusError(
-                f"thumbnail host answered {response.status_code} for track {video_id}",
+                f"thumbnail host returned {response.status_code} for track {video_id}",
                 upstream_status=response.status_code,
             )
         content_type = response.headers.get("content-type", "")

@@ -146,7 +146,7 @@ class UpstreamClient:
     async def post_json(
         self, url: str, body: Any, *, headers: Mapping[str, str], what: str
     ) -> httpx.Response:
-        """POST ``body`` as JSON to a configured URL and read the whole answer.
+        """POST ``body`` as JSON to a configured URL and read the whole response.
 
         Redirects are not followed: the URL comes from settings, not from an
         upstream.
@@ -165,7 +165,7 @@ class UpstreamClient:
         if not host_allowed(url, allowed):
             scheme = urlsplit(url).scheme
             logger.warning(
-                "refused upstream host %r (scheme %r) for %s", _host(url), scheme, what
+                "rejected upstream host %r (scheme %r) for %s", _host(url), scheme, what
             )
             raise ForbiddenHost(f"upstream host for {what} is not on the allow-list")
 

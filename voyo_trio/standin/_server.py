@@ -62,7 +62,7 @@ class StandIn:
         # this server; None means this server's own base_url.
         self._media_base_url = media_base_url
         self._media = MediaHost(self.stats, url_ttl_s, self._catalog)
-        # When set, the innertube search answers this status with no results.
+        # When set, the innertube search returns this status with no results.
         self.search_status: int | None = None
         self._routes = (
             Route(_READ_METHODS, "/watch", self._handle_watch),
