@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import ssl
-from collections.abc import AsyncIterator, Callable
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -18,10 +19,14 @@ from voyo_trio import Settings, create_app
 from voyo_trio._cli import standin_settings
 from voyo_trio._server import hypercorn_config
 from voyo_trio._services import EXTENSION_KEY, Services
+from voyo_trio._threads import thread_counts
 from voyo_trio.standin import CATALOG, StandIn, Track
 
 # Every network step of a test runs under this deadline.
 STEP_TIMEOUT_S = 20
+
+# A yt-dlp thread left behind by a test ends within its socket timeout.
+WORKER_DRAIN_S = 60
 
 
 @dataclass
@@ -33,6 +38,20 @@ class RunningApp:
     def services(self) -> Services:
         services: Services = self.app.extensions[EXTENSION_KEY]
         return services
+
+
+@pytest.fixture(autouse=True)
+def worker_threads_end() -> Iterator[None]:
+    """Let each test's yt-dlp threads end before the next test starts.
+
+    An abandoned thread still runs yt-dlp, which draws from the global
+    ``random`` module; left running, it would meet the next test's work.
+    """
+    yield
+    deadline = time.monotonic() + WORKER_DRAIN_S
+    while thread_counts().running and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert thread_counts().running == 0, "a yt-dlp worker thread outlived its test"
 
 
 @pytest.fixture

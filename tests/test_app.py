@@ -130,6 +130,8 @@ async def test_extraction_timeout_is_504(settings: Settings) -> None:
                 health = await http.get("/health")
         assert_json_error(response, 504)
         assert health.json()["extraction"]["timeouts"] == 1
+        # The thread still waits on the silent server, with no caller left.
+        assert health.json()["workerThreads"] == {"running": 1, "abandoned": 1}
         shutdown.set()
         await trio.lowlevel.checkpoint()
         nursery.cancel_scope.cancel()

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+from collections.abc import AsyncGenerator
 from contextlib import aclosing
 from pathlib import Path
+from typing import Any, cast
 
 import httpx
 import pytest
@@ -17,10 +19,10 @@ from voyo_trio.standin import CATALOG, CDN_HEADERS, Fault, StandIn, Track
 from .conftest import STEP_TIMEOUT_S, RunningApp, start_app, wait_for
 
 
-def assert_json_error(response: httpx.Response, status: int) -> dict[str, object]:
+def assert_json_error(response: httpx.Response, status: int) -> dict[str, Any]:
     assert response.status_code == status, response.text
     assert response.headers["content-type"].startswith("application/json")
-    body = response.json()
+    body: dict[str, Any] = response.json()
     assert isinstance(body.get("error"), str)
     assert body["error"]
     assert "Traceback" not in body["error"]
@@ -275,7 +277,8 @@ async def test_disconnect_releases_stream_and_pool(
                 "GET", "/proxy", params={"v": track.video_id}
             ) as response:
                 assert response.status_code == 200
-                chunks = response.aiter_raw()
+                # aiter_raw is an async generator, typed as a plain iterator.
+                chunks = cast(AsyncGenerator[bytes, None], response.aiter_raw())
                 async with aclosing(chunks):
                     async for chunk in chunks:
                         assert chunk

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -23,7 +25,10 @@ from voyo_trio._cache import TTLCache
 from voyo_trio._proxy import clean_range
 from voyo_trio._resolver import Kind, Quality, format_spec, url_expiry
 from voyo_trio._singleflight import FlightCancelled, SingleFlight
+from voyo_trio._threads import ThreadCounts, run_in_worker, thread_counts
 from voyo_trio._upstream import host_allowed
+
+from .conftest import wait_for
 
 VIDEO_ID_CHARS = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-"
 
@@ -262,6 +267,31 @@ async def test_single_flight_cancelled_work_fails_waiters() -> None:
         await trio.testing.wait_all_tasks_blocked()
         background.cancel_scope.cancel()
     assert len(caught) == 1
+
+
+async def test_worker_thread_counted_until_it_ends() -> None:
+    release = threading.Event()
+    started = threading.Event()
+
+    def blocking() -> str:
+        started.set()
+        release.wait(10)
+        return "done"
+
+    limiter = trio.CapacityLimiter(1)
+    assert await run_in_worker(str.upper, "ok", limiter=limiter) == "OK"
+    assert thread_counts() == ThreadCounts(running=0, abandoned=0)
+    with trio.move_on_after(5) as scope:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(partial(run_in_worker, blocking, limiter=limiter))
+            await trio.to_thread.run_sync(started.wait, 5)
+            assert thread_counts() == ThreadCounts(running=1, abandoned=0)
+            nursery.cancel_scope.cancel()
+    assert not scope.cancelled_caught
+    assert thread_counts() == ThreadCounts(running=1, abandoned=1)
+    release.set()
+    await wait_for(lambda: thread_counts().running == 0, timeout_s=5)
+    assert thread_counts() == ThreadCounts(running=0, abandoned=0)
 
 
 @pytest.mark.parametrize(

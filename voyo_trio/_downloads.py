@@ -25,6 +25,7 @@ from ._errors import VoyoError
 from ._library import Library, LibraryError, StoredTrack
 from ._resolver import convert_ytdlp_error, root_cause, track_title, ytdlp_params
 from ._settings import Settings
+from ._threads import run_in_worker
 
 __all__ = ["DownloadJob", "Downloader", "JobState"]
 
@@ -115,11 +116,8 @@ class Downloader:
     async def _run(self, job: DownloadJob) -> None:
         try:
             with trio.fail_after(self._settings.download_timeout_s):
-                partial, metadata = await trio.to_thread.run_sync(
-                    self._download_blocking,
-                    job,
-                    limiter=self.limiter,
-                    abandon_on_cancel=True,
+                partial, metadata = await run_in_worker(
+                    self._download_blocking, job, limiter=self.limiter
                 )
                 job.track = await trio.to_thread.run_sync(
                     self.library.add, job.video_id, partial, metadata

@@ -32,6 +32,7 @@ from ._errors import (
 )
 from ._settings import Settings
 from ._singleflight import SingleFlight
+from ._threads import run_in_worker
 
 __all__ = [
     "Kind",
@@ -225,13 +226,12 @@ class Resolver:
         timeout_s = self._settings.extract_timeout_s
         try:
             with trio.fail_after(timeout_s):
-                return await trio.to_thread.run_sync(
+                return await run_in_worker(
                     _extract_blocking,
                     url,
                     spec,
                     self._yt_dlp_params(),
                     limiter=self.limiter,
-                    abandon_on_cancel=True,
                 )
         except trio.TooSlowError:
             self.stats.timeouts += 1

@@ -24,6 +24,7 @@ from ._request_limits import extraction_charge, request_client
 from ._resolver import Kind, ResolveKey, parse_kind, parse_quality
 from ._responses import base_url, error_response
 from ._services import Services, current_services
+from ._threads import thread_counts
 
 __all__ = ["blueprint"]
 
@@ -299,6 +300,7 @@ async def health() -> dict[str, Any]:
             "failures": resolver.stats.failures,
             "timeouts": resolver.stats.timeouts,
         },
+        "workerThreads": dataclasses.asdict(thread_counts()),
         "rateLimit": dataclasses.asdict(voyo.limiter.state()),
         "pool": {
             "connections": pool.connections,

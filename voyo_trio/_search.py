@@ -22,6 +22,7 @@ import yt_dlp
 from ._cache import TTLCache
 from ._errors import InvalidInput, UpstreamError
 from ._settings import Settings
+from ._threads import run_in_worker
 from ._upstream import UpstreamClient
 
 __all__ = [
@@ -404,12 +405,8 @@ class Searcher:
     ) -> list[dict[str, Any]]:
         try:
             with trio.fail_after(self._settings.extract_timeout_s):
-                return await trio.to_thread.run_sync(
-                    fallback,
-                    query,
-                    limit,
-                    limiter=self._limiter,
-                    abandon_on_cancel=True,
+                return await run_in_worker(
+                    fallback, query, limit, limiter=self._limiter
                 )
         except trio.TooSlowError:
             raise UpstreamError("yt-dlp search timed out") from None
