@@ -22,7 +22,7 @@ from voyo_trio import (
     parse_track_ref,
 )
 from voyo_trio._cache import TTLCache
-from voyo_trio._proxy import clean_range
+from voyo_trio._proxy import StreamSupervisor, _StreamState, clean_range
 from voyo_trio._resolver import Kind, Quality, format_spec, url_expiry
 from voyo_trio._singleflight import FlightCancelled, SingleFlight
 from voyo_trio._threads import ThreadCounts, run_in_worker, thread_counts
@@ -292,6 +292,36 @@ async def test_worker_thread_counted_until_it_ends() -> None:
     release.set()
     await wait_for(lambda: thread_counts().running == 0, timeout_s=5)
     assert thread_counts() == ThreadCounts(running=0, abandoned=0)
+
+
+@pytest.mark.parametrize(
+    ("receiver_delay_s", "next_chunk_bytes"),
+    [(None, 64 * 1024), (0.01, 64 * 1024), (1.0, 16 * 1024)],
+)
+async def test_chunk_size_follows_listener(
+    autojump_clock: trio.testing.MockClock,
+    receiver_delay_s: float | None,
+    next_chunk_bytes: int,
+) -> None:
+    # None: the body is already waiting when the chunk is ready.
+    supervisor = StreamSupervisor(Settings(stream_chunk_bytes=64 * 1024))
+    send, receive = trio.open_memory_channel[bytes](0)
+    state = _StreamState("abcdefghijk")
+    received: list[bytes] = []
+
+    async def body() -> None:
+        if receiver_delay_s is not None:
+            await trio.sleep(receiver_delay_s)
+        received.append(await receive.receive())
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(body)
+        if receiver_delay_s is None:
+            await trio.testing.wait_all_tasks_blocked()
+        size = await supervisor._send_chunk(send, b"chunk", state)
+    assert size == next_chunk_bytes
+    assert received == [b"chunk"]
+    assert state.bytes_sent == len(b"chunk")
 
 
 @pytest.mark.parametrize(

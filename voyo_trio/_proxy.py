@@ -1,11 +1,12 @@
 """The media proxy: upstream bytes to the listener through a bounded buffer.
 
 Each stream is a pump task in the app-owned stream nursery that copies the
-upstream body into a small memory channel, and a :class:`StreamBody` that the
-response iterates. A slow listener fills the channel, which stops the pump
-reading upstream, so memory per stream stays at about
-``stream_buffer_chunks * stream_chunk_bytes``. Closing the body (the listener
-went away) cancels the pump, which closes the upstream response.
+upstream body into a memory channel, and a :class:`StreamBody` that the
+response iterates. The channel queues ``stream_buffer_chunks`` chunks (none
+by default, so the pump waits until the body takes its chunk). A slow
+listener stops the pump reading upstream and gets small chunks, so a stream
+keeps only a few chunks in memory. Closing the body (the listener went away)
+cancels the pump, which closes the upstream response.
 """
 
 from __future__ import annotations
@@ -38,6 +39,10 @@ _PASSED_STATUSES = frozenset({200, 206, 416})
 # would come back as multipart/byteranges, which players do not read.
 _RANGE = re.compile(r"bytes=\d{0,18}-\d{0,18}")
 _MAX_RANGE_LENGTH = 256
+# A send that waits longer than this marks a listener that reads at its
+# playback rate, and such a listener gets chunks of one TLS record.
+_SLOW_SEND_S = 0.05
+_SLOW_CHUNK_BYTES = 16 * 1024
 # The ASGI scope key under which a request's open stream bodies are kept.
 SCOPE_BODIES = "voyo_trio.stream_bodies"
 
@@ -229,15 +234,26 @@ class StreamSupervisor:
         state: _StreamState,
     ) -> None:
         # httpx types aiter_raw() as an iterator; it is an async generator.
-        chunks = cast(
-            AsyncGenerator[bytes, None],
-            upstream.aiter_raw(self._settings.stream_chunk_bytes),
-        )
+        # Without a chunk size it yields pieces as they arrive (at most one TLS
+        # record of 16 KiB each), which are joined here into chunks.
+        pieces = cast(AsyncGenerator[bytes, None], upstream.aiter_raw())
+        chunk_bytes = self._settings.stream_chunk_bytes
+        pending: list[bytes] = []
+        pending_bytes = 0
         try:
             # aclosing() finalizes httpx's generator at once, also when cancelled.
-            async with aclosing(chunks):
-                async for chunk in chunks:
-                    await self._send_chunk(send, chunk, state)
+            async with aclosing(pieces):
+                async for piece in pieces:
+                    pending.append(piece)
+                    pending_bytes += len(piece)
+                    if pending_bytes < chunk_bytes:
+                        continue
+                    chunk = b"".join(pending)
+                    pending.clear()
+                    pending_bytes = 0
+                    chunk_bytes = await self._send_chunk(send, chunk, state)
+            if pending:
+                await self._send_chunk(send, b"".join(pending), state)
         except trio.BrokenResourceError:
             logger.debug("listener left video_id=%s", state.video_id)
         except (httpx.HTTPError, UpstreamError) as error:
@@ -245,11 +261,27 @@ class StreamSupervisor:
 
     async def _send_chunk(
         self, send: trio.MemorySendChannel[bytes], chunk: bytes, state: _StreamState
-    ) -> None:
+    ) -> int:
+        """Hand ``chunk`` to the body and return the size of the next chunk.
+
+        A listener that was already waiting gets full-size chunks, which cost
+        less per byte. One that kept the pump waiting reads at its playback
+        rate, so it gets small chunks and keeps less memory while it waits.
+        """
+        try:
+            send.send_nowait(chunk)
+        except trio.WouldBlock:
+            pass
+        else:
+            state.bytes_sent += len(chunk)
+            return self._settings.stream_chunk_bytes
+        started = trio.current_time()
         with trio.move_on_after(self._settings.stream_idle_timeout_s):
             await send.send(chunk)
             state.bytes_sent += len(chunk)
-            return
+            if trio.current_time() - started < _SLOW_SEND_S:
+                return self._settings.stream_chunk_bytes
+            return min(_SLOW_CHUNK_BYTES, self._settings.stream_chunk_bytes)
         self._fail(state, "listener read nothing for too long")
         raise trio.BrokenResourceError
 

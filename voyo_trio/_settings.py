@@ -55,7 +55,7 @@ _BOUNDS: dict[str, tuple[float, float]] = {
     "thumbnail_cache_ttl_s": (1, 7 * 86400),
     "thumbnail_max_bytes": (1024, 2**30),
     "stream_chunk_bytes": (1024, 2**24),
-    "stream_buffer_chunks": (1, 1024),
+    "stream_buffer_chunks": (0, 1024),
     "stream_idle_timeout_s": (1, 86400),
     "shutdown_grace_s": (0, 3600),
     "library_max_bytes": (1, 2**50),
@@ -128,9 +128,10 @@ class Settings:
     pool_timeout_s: float = 5.0
     max_redirects: int = 3
 
-    # The stream proxy.
+    # The stream proxy. A chunk is at most stream_chunk_bytes, and the pump
+    # queues stream_buffer_chunks of them beyond the one it holds.
     stream_chunk_bytes: int = 64 * 1024
-    stream_buffer_chunks: int = 4
+    stream_buffer_chunks: int = 0
     # A listener that reads nothing for this long is dropped.
     stream_idle_timeout_s: float = 300.0
     shutdown_grace_s: float = 10.0
