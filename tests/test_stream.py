@@ -364,6 +364,28 @@ async def test_stall_mid_body_aborts_response(
         shutdown.set()
 
 
+async def test_first_bytes_before_full_chunk(
+    running: RunningApp, standin: StandIn, track: Track
+) -> None:
+    # The upstream sends less than one full chunk, then nothing more.
+    standin.set_fault(track.video_id, Fault(stall_after_bytes=20_000))
+    received = 0
+    async with httpx.AsyncClient(base_url=running.url) as http:
+        with trio.fail_after(STEP_TIMEOUT_S):
+            async with http.stream(
+                "GET", "/proxy", params={"v": track.video_id}
+            ) as response:
+                chunks = cast(AsyncGenerator[bytes, None], response.aiter_raw())
+                async with aclosing(chunks):
+                    async for chunk in chunks:
+                        received += len(chunk)
+                        if received >= 16 * 1024:
+                            break
+    assert response.status_code == 200
+    assert 16 * 1024 <= received <= 20_000
+    await wait_until_idle(running)
+
+
 async def test_error_body_is_json_with_cors(client: httpx.AsyncClient) -> None:
     origin = "http://localhost:5173"
     with trio.fail_after(STEP_TIMEOUT_S):

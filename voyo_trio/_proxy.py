@@ -42,7 +42,7 @@ _MAX_RANGE_LENGTH = 256
 # A send that waits longer than this marks a listener that reads at its
 # playback rate, and such a listener gets chunks of one TLS record.
 _SLOW_SEND_S = 0.05
-_SLOW_CHUNK_BYTES = 16 * 1024
+_SMALL_CHUNK_BYTES = 16 * 1024
 # The ASGI scope key under which a request's open stream bodies are kept.
 SCOPE_BODIES = "voyo_trio.stream_bodies"
 
@@ -237,7 +237,9 @@ class StreamSupervisor:
         # Without a chunk size it yields pieces as they arrive (at most one TLS
         # record of 16 KiB each), which are joined here into chunks.
         pieces = cast(AsyncGenerator[bytes, None], upstream.aiter_raw())
-        chunk_bytes = self._settings.stream_chunk_bytes
+        # The first chunk is small, so playback starts before a full chunk
+        # has crossed a slow network.
+        chunk_bytes = min(_SMALL_CHUNK_BYTES, self._settings.stream_chunk_bytes)
         pending: list[bytes] = []
         pending_bytes = 0
         try:
@@ -281,7 +283,7 @@ class StreamSupervisor:
             state.bytes_sent += len(chunk)
             if trio.current_time() - started < _SLOW_SEND_S:
                 return self._settings.stream_chunk_bytes
-            return min(_SLOW_CHUNK_BYTES, self._settings.stream_chunk_bytes)
+            return min(_SMALL_CHUNK_BYTES, self._settings.stream_chunk_bytes)
         self._fail(state, "listener read nothing for too long")
         raise trio.BrokenResourceError
 
