@@ -103,6 +103,24 @@ async def test_proxy_hides_upstream_headers(
     assert "standin" not in response.headers.get("server", "")
 
 
+async def test_upstream_cookie_not_sent_back(
+    client: httpx.AsyncClient, standin: StandIn, track: Track
+) -> None:
+    # The media host sets a cookie on every response, as a CDN does.
+    with trio.fail_after(STEP_TIMEOUT_S):
+        for _ in range(2):
+            response = await client.get(
+                "/proxy", params={"v": track.video_id}, headers={"Range": "bytes=0-9"}
+            )
+            assert response.status_code == 206
+    assert standin.stats.media_requests[track.video_id] == 2
+    sent = standin.stats.last_media_headers
+    assert "cookie" not in sent
+    assert sent["accept-encoding"] == "identity"
+    assert sent["range"] == "bytes=0-9"
+    assert sent["user-agent"]
+
+
 @pytest.mark.parametrize(
     ("range_header", "status", "start", "stop"),
     [

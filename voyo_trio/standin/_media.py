@@ -86,6 +86,7 @@ class MediaHost:
             return
         video_id, quality = target
         self._stats.media_requests[video_id] += 1
+        self._stats.last_media_headers = dict(request.headers)
         fault = self._faults.take(video_id)
         await _apply_fault_before_head(fault, exchange)
         reply = self._build_reply(video_id, quality, request, fault)

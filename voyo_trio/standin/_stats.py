@@ -23,3 +23,5 @@ class StandInStats:
     # Keyed by "VIDEO_ID/NAME", such as "Qm3vX7bL2pA/hqdefault".
     thumbnail_requests: Counter[str] = field(default_factory=Counter)
     media_bytes_sent: int = 0
+    # The headers of the latest media request, with lower-case names.
+    last_media_headers: dict[str, str] = field(default_factory=dict)
