@@ -362,6 +362,26 @@ async def test_reset_mid_body_aborts_response(
     assert running.services.streams.aborted_total == 1
 
 
+async def test_short_range_reset_is_502_json(
+    running: RunningApp, standin: StandIn, track: Track
+) -> None:
+    # A short body is read whole before the response starts, so a failure
+    # while reading it still gets a JSON error.
+    standin.set_fault(track.video_id, Fault(reset_after_bytes=50, times=1))
+    async with httpx.AsyncClient(base_url=running.url) as http:
+        with trio.fail_after(STEP_TIMEOUT_S):
+            response = await http.get(
+                "/proxy", params={"v": track.video_id}, headers={"Range": "bytes=0-999"}
+            )
+            again = await http.get(
+                "/proxy", params={"v": track.video_id}, headers={"Range": "bytes=0-999"}
+            )
+    assert_json_error(response, 502)
+    assert again.status_code == 206
+    assert again.content == standin.audio_bytes(track.video_id, "high")[:1000]
+    assert running.services.client_streams == {}
+
+
 async def test_stall_mid_body_aborts_response(
     standin: StandIn, settings: object, track: Track
 ) -> None:

@@ -11,6 +11,7 @@ import trio
 import trio.testing
 from hypothesis import given
 from hypothesis import strategies as st
+from quart import Response
 
 import voyo_trio
 from voyo_trio import (
@@ -22,6 +23,7 @@ from voyo_trio import (
     parse_track_ref,
 )
 from voyo_trio._cache import TTLCache
+from voyo_trio._cors import CorsPolicy
 from voyo_trio._proxy import StreamSupervisor, _StreamState, clean_range
 from voyo_trio._resolver import Kind, Quality, format_spec, url_expiry
 from voyo_trio._singleflight import FlightCancelled, SingleFlight
@@ -322,6 +324,24 @@ async def test_chunk_size_follows_listener(
     assert size == next_chunk_bytes
     assert received == [b"chunk"]
     assert state.bytes_sent == len(b"chunk")
+
+
+@pytest.mark.parametrize(
+    ("vary", "expected"),
+    [
+        (None, "Origin"),
+        ("Accept-Encoding", "Accept-Encoding, Origin"),
+        ("accept-encoding, origin", "accept-encoding, origin"),
+        ("X-Origin-Hint", "X-Origin-Hint, Origin"),
+    ],
+)
+def test_cors_adds_origin_to_vary(vary: str | None, expected: str) -> None:
+    response = Response("")
+    if vary is not None:
+        response.headers["Vary"] = vary
+    CorsPolicy(["http://localhost:5173"]).apply(response, "http://localhost:5173")
+    assert response.headers["Vary"] == expected
+    assert response.headers["Access-Control-Allow-Origin"] == "http://localhost:5173"
 
 
 @pytest.mark.parametrize(

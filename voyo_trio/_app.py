@@ -112,6 +112,8 @@ def _install_request_hooks(app: QuartTrio, cors: CorsPolicy) -> None:
 
 
 def _log_request(response: Response) -> None:
+    if not access_logger.isEnabledFor(logging.INFO):
+        return
     started = g.get("started", trio.current_time())
     access_logger.info(
         "%s %s %d %.1f ms video_id=%s",

@@ -25,7 +25,12 @@ class CorsPolicy:
 
     def apply(self, response: Response, origin: str | None) -> None:
         """Add the CORS headers for a request from ``origin`` to ``response``."""
-        response.vary.add("Origin")
+        # Plain header edits: response.vary parses and rebuilds the header.
+        vary = response.headers.get("Vary")
+        if vary is None:
+            response.headers["Vary"] = "Origin"
+        elif "origin" not in {name.strip().lower() for name in vary.split(",")}:
+            response.headers["Vary"] = f"{vary}, Origin"
         if origin is None or origin not in self.origins:
             return
         response.headers["Access-Control-Allow-Origin"] = origin

@@ -26,7 +26,14 @@ from ._resolver import Resolved
 from ._settings import Settings
 from ._upstream import UpstreamClient
 
-__all__ = ["StreamAborted", "StreamBody", "StreamSupervisor", "fetch_media"]
+__all__ = [
+    "StreamAborted",
+    "StreamBody",
+    "StreamSupervisor",
+    "fetch_media",
+    "has_small_body",
+    "read_small_body",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -43,6 +50,9 @@ _MAX_RANGE_LENGTH = 256
 # playback rate, and such a listener gets chunks of one TLS record.
 _SLOW_SEND_S = 0.05
 _SMALL_CHUNK_BYTES = 16 * 1024
+# A body up to this size is read whole and sent as one piece without a pump,
+# as for a player's probe of the first bytes.
+_SMALL_BODY_BYTES = _SMALL_CHUNK_BYTES
 # The ASGI scope key under which a request's open stream bodies are kept.
 SCOPE_BODIES = "voyo_trio.stream_bodies"
 
@@ -100,6 +110,29 @@ def _media_request_headers(
     if range_header is not None:
         headers["Range"] = range_header
     return headers
+
+
+def has_small_body(upstream: httpx.Response) -> bool:
+    """Tell whether the upstream body is short enough to read whole."""
+    length = upstream.headers.get("content-length", "")
+    return length.isdigit() and int(length) <= _SMALL_BODY_BYTES
+
+
+async def read_small_body(upstream: httpx.Response, video_id: str) -> bytes:
+    """Read a short upstream body as it came, then close the response."""
+    # Raw bytes, as a stream passes them on, so Content-Length still matches.
+    pieces = cast(AsyncGenerator[bytes, None], upstream.aiter_raw())
+    try:
+        async with aclosing(pieces):
+            return b"".join([piece async for piece in pieces])
+    except httpx.HTTPError as error:
+        raise UpstreamError(
+            f"reading track {video_id} from the media host failed: "
+            f"{type(error).__name__}"
+        ) from error
+    finally:
+        with trio.move_on_after(1, shield=True):
+            await upstream.aclose()
 
 
 def response_headers(upstream: httpx.Response) -> dict[str, str]:

@@ -19,7 +19,13 @@ from ._errors import RateLimited, UpstreamRefused, VoyoError
 from ._ids import parse_track_ref, parse_video_id
 from ._library import StoredTrack
 from ._library_routes import library_url
-from ._proxy import clean_range, fetch_media, response_headers
+from ._proxy import (
+    clean_range,
+    fetch_media,
+    has_small_body,
+    read_small_body,
+    response_headers,
+)
 from ._request_limits import extraction_charge, request_client
 from ._resolver import Kind, ResolveKey, parse_kind, parse_quality
 from ._responses import base_url, error_response
@@ -135,6 +141,14 @@ async def _proxy_response(key: ResolveKey) -> Response:
     if upstream.status_code == 416:
         release()
         return await _range_not_satisfiable(upstream, key[0])
+    if has_small_body(upstream):
+        try:
+            content = await read_small_body(upstream, key[0])
+        finally:
+            release()
+        return Response(
+            content, status=upstream.status_code, headers=response_headers(upstream)
+        )
     try:
         headers = response_headers(upstream)
         scope = cast(dict[str, Any], request.scope)
