@@ -175,6 +175,25 @@ async def test_global_extraction_budget(settings: Settings, clock: FakeClock) ->
         assert assert_json_error(two, 429)["reason"] == "global_extractions"
 
 
+async def test_ipv6_prefix_shares_budget(
+    behind_proxy: RunningApp,
+) -> None:
+    async with httpx.AsyncClient(base_url=behind_proxy.url) as http:
+
+        async def search_from(address: str) -> int:
+            headers = {"X-Forwarded-For": address}
+            return (await http.get("/search?q=a", headers=headers)).status_code
+
+        with trio.fail_after(STEP_TIMEOUT_S):
+            # Three addresses of one /64: the budget of two requests is shared.
+            same_prefix = [await search_from(f"2001:db8:1:2::{i}") for i in range(1, 4)]
+            other_prefix = await search_from("2001:db8:1:3::1")
+            health = (await http.get("/health")).json()
+    assert same_prefix == [200, 200, 429]
+    assert other_prefix == 200
+    assert health["rateLimit"]["clients"] == 2
+
+
 async def test_spoofed_forwarded_for_keys_on_peer(limited: RunningApp) -> None:
     async with httpx.AsyncClient(base_url=limited.url) as http:
         with trio.fail_after(STEP_TIMEOUT_S):

@@ -14,7 +14,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from voyo_trio import _clientip
-from voyo_trio._clientip import client_address, forwarded_entries
+from voyo_trio._clientip import client_address, client_key, forwarded_entries
 from voyo_trio._errors import RateLimited
 from voyo_trio._ratelimit import (
     REASONS,
@@ -661,6 +661,22 @@ def test_client_address_missing_peer_with_hop() -> None:
 def test_client_address_rejects_negative_hops() -> None:
     with pytest.raises(ValueError, match="trusted_hops"):
         client_address(PEER, None, trusted_hops=-1)
+
+
+@pytest.mark.parametrize(
+    ("address", "prefix", "key"),
+    [
+        ("2001:db8:1:2:aaaa::1", 64, "2001:db8:1:2::/64"),
+        ("2001:db8:1:2:ffff:ffff:ffff:ffff", 64, "2001:db8:1:2::/64"),
+        ("2001:db8:1:3::1", 64, "2001:db8:1:3::/64"),
+        ("2001:db8:1:2::1", 48, "2001:db8:1::/48"),
+        ("2001:db8:1:2::1", 128, "2001:db8:1:2::1"),
+        ("192.0.2.7", 64, "192.0.2.7"),
+        ("unknown", 64, "unknown"),
+    ],
+)
+def test_client_key_groups_ipv6_by_prefix(address: str, prefix: int, key: str) -> None:
+    assert client_key(address, prefix) == key
 
 
 def test_forwarded_entries_split_and_strip() -> None:

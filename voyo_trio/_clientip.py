@@ -11,9 +11,9 @@ Addresses are normalized so that one client has one key: IPv6 in compressed
 lower-case form without a zone, and IPv4-mapped IPv6 (``::ffff:1.2.3.4``) as
 IPv4.
 
-NOTE: each IPv6 address is its own key, but one host often has a whole /64
-prefix and can rotate through it to get fresh per-client budgets. The global
-extraction budget still bounds the total.
+One IPv6 host is often given a whole /64 prefix and could rotate through it
+for fresh per-client budgets, so :func:`client_key` keys IPv6 clients by
+their prefix (``client_ipv6_prefix``, 64 bits by default).
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ import logging
 __all__ = [
     "UNKNOWN_CLIENT",
     "client_address",
+    "client_key",
     "forwarded_entries",
     "normalize_address",
 ]
@@ -84,6 +85,21 @@ def client_address(
         )
         return peer_key
     return address
+
+
+def client_key(address: str, ipv6_prefix: int) -> str:
+    """Return the rate-limit key of a normalized client ``address``.
+
+    An IPv6 address becomes its network of ``ipv6_prefix`` bits, such as
+    ``2001:db8:1:2::/64``. Any other key is returned as is.
+    """
+    if ":" not in address or ipv6_prefix >= 128:
+        return address
+    try:
+        network = ipaddress.IPv6Network((address, ipv6_prefix), strict=False)
+    except ValueError:
+        return address
+    return str(network)
 
 
 def forwarded_entries(forwarded_for: list[str] | str | None) -> list[str]:

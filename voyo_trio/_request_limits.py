@@ -14,7 +14,7 @@ from collections.abc import Callable
 
 from quart import g, request
 
-from ._clientip import client_address
+from ._clientip import client_address, client_key
 from ._errors import InvalidInput
 from ._ids import parse_track_ref, parse_video_id
 from ._services import Services, current_services
@@ -28,9 +28,12 @@ def request_client() -> str:
     """Return the rate-limit key of the current request's client."""
     client: str | None = g.get("client")
     if client is None:
-        hops = current_services().settings.trusted_proxy_hops
+        settings = current_services().settings
         forwarded = request.headers.getlist("X-Forwarded-For")
-        client = g.client = client_address(request.remote_addr, forwarded, hops)
+        address = client_address(
+            request.remote_addr, forwarded, settings.trusted_proxy_hops
+        )
+        client = g.client = client_key(address, settings.client_ipv6_prefix)
     return client
 
 

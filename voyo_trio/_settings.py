@@ -70,6 +70,7 @@ _BOUNDS: dict[str, tuple[float, float]] = {
     "rate_limit_window_s": (1, 86400),
     "rate_limit_max_clients": (1, 10**7),
     "trusted_proxy_hops": (0, 16),
+    "client_ipv6_prefix": (16, 128),
     "max_streams_per_client": (0, 10000),
 }
 
@@ -162,6 +163,8 @@ class Settings:
     # Reverse proxies in front of the server whose X-Forwarded-For is trusted;
     # 0 keys clients on the socket's peer address.
     trusted_proxy_hops: int = 0
+    # IPv6 clients are keyed by this many leading bits; 128 keys each address.
+    client_ipv6_prefix: int = 64
 
     log_level: str = "INFO"
     yt_api_key: str | None = field(default=None, repr=False)
