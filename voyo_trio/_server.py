@@ -46,6 +46,8 @@ def hypercorn_config(settings: Settings) -> Config:
     config.accesslog = None
     config.errorlog = logging.getLogger("hypercorn.error")
     config.backlog = _BACKLOG
+    # Responses do not name the server software.
+    config.include_server_header = False
     return config
 
 
