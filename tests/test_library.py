@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -376,6 +379,82 @@ async def test_quota_smaller_than_track_is_clear_error(
     body = assert_json_error(response, 507)
     assert "larger than the library limit" in str(body["error"])
     assert library_names(running) == []
+
+
+@pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="ffmpeg is not on PATH")
+async def test_download_mp3_with_ffmpeg(settings: Settings, standin: StandIn) -> None:
+    shutdown = trio.Event()
+    async with trio.open_nursery() as nursery:
+        running = await start_app(
+            nursery, settings.replace(download_mp3=True), shutdown
+        )
+        async with httpx.AsyncClient(base_url=running.url) as http:
+            response = await download(http)
+            with trio.fail_after(STEP_TIMEOUT_S):
+                served = await http.get(f"/downloads/{TRACK.video_id}.mp3")
+                stream = (
+                    await http.get("/stream", params={"v": TRACK.video_id})
+                ).json()
+        shutdown.set()
+    assert response.status_code == 200, response.text
+    assert response.json()["path"] == f"/downloads/{TRACK.video_id}.mp3"
+    assert library_names(running) == [f"{TRACK.video_id}.json", f"{TRACK.video_id}.mp3"]
+    assert served.status_code == 200
+    assert served.headers["content-type"] == "audio/mpeg"
+    # An MP3 file starts with an ID3 tag or an MPEG frame sync.
+    assert served.content[:3] == b"ID3" or served.content[:2] in (
+        b"\xff\xfb",
+        b"\xff\xf3",
+    )
+    # Compressed, it is far smaller than the WAV source.
+    assert len(served.content) < len(standin.audio_bytes(TRACK.video_id, "high")) // 2
+    assert stream["source"] == "voyo_cache"
+    assert stream["url"].endswith(f"/downloads/{TRACK.video_id}.mp3")
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """Mount a 2.5 MB tmpfs, or skip the test where mounting is not allowed."""
+    folder = tmp_path / "small-disk"
+    folder.mkdir()
+    if shutil.which("mount") is None:
+        pytest.skip("no mount command")
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=2500k", "tmpfs", str(folder)],
+        capture_output=True,
+        check=False,
+    )
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.decode().strip()}")
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", "-l", str(folder)], capture_output=True, check=False)
+
+
+async def test_full_disk_is_507_and_keeps_library(
+    settings: Settings, standin: StandIn, small_disk: Path
+) -> None:
+    # CATALOG[2] (1.6 MB) fits on the disk, and CATALOG[0] (2.1 MB) then does not.
+    small, large = CATALOG[2].video_id, CATALOG[0].video_id
+    shutdown = trio.Event()
+    async with trio.open_nursery() as nursery:
+        running = await start_app(
+            nursery, settings.replace(library_dir=small_disk), shutdown
+        )
+        async with httpx.AsyncClient(base_url=running.url) as http:
+            stored = await download(http, small)
+            full = await download(http, large)
+            with trio.fail_after(STEP_TIMEOUT_S):
+                listing = (await http.get("/downloaded")).json()
+                served = await http.get(f"/downloads/{small}.wav")
+        shutdown.set()
+    assert stored.status_code == 200
+    body = assert_json_error(full, 507)
+    assert "No space left on device" in str(body["error"])
+    assert listing["downloads"] == [small]
+    assert served.content == standin.audio_bytes(small, "high")
+    assert library_names(running) == [f"{small}.json", f"{small}.wav"]
 
 
 async def test_large_file_does_not_block_other_requests(

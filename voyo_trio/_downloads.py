@@ -188,7 +188,7 @@ class Downloader:
 
 @functools.cache
 def _ffmpeg_present() -> bool:
-    # NOTE: MP3 conversion is not covered by the tests, which run without ffmpeg.
+    # NOTE: the tests convert to MP3 only where ffmpeg is installed.
     if shutil.which("ffmpeg") is None:
         logger.warning(
             "download_mp3 is on but ffmpeg is not on PATH; keeping originals"
