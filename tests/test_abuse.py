@@ -286,6 +286,26 @@ async def test_redirect_to_foreign_host_is_refused(
     assert "evil.example" not in response.text
 
 
+@pytest.mark.parametrize(
+    "location",
+    [
+        "https://[::1/x",
+        "https://127.0.0.1]/x",
+        "https://127.0.0.1:abc/x",
+        "https://127.0.0.1/\x7f",
+        "https://127.0.0.1/" + "a" * 66_000,
+    ],
+)
+async def test_malformed_redirect_is_502_json(
+    client: httpx.AsyncClient, standin: StandIn, location: str
+) -> None:
+    video_id = CATALOG[0].video_id
+    standin.set_fault(video_id, Fault(status=302, location=location, times=1))
+    with trio.fail_after(STEP_TIMEOUT_S):
+        response = await client.get("/proxy", params={"v": video_id})
+    assert_json_error(response, 502)
+
+
 async def test_redirect_to_allowed_host_is_followed(
     client: httpx.AsyncClient, standin: StandIn
 ) -> None:

@@ -19,7 +19,7 @@ from voyo_trio._search import (
 )
 from voyo_trio._thumbnails import ThumbnailQuality, etag_matches, fallback_names
 from voyo_trio.standin import CATALOG, StandIn
-from voyo_trio.standin._thumbs import has_thumbnail
+from voyo_trio.standin._thumbs import has_thumbnail, thumbnail_bytes
 
 from .conftest import STEP_TIMEOUT_S, RunningApp, start_app
 from .test_stream import assert_json_error
@@ -398,6 +398,21 @@ async def test_thumbnail_falls_back_from_missing_size(
     assert (
         "server" not in response.headers or "standin" not in response.headers["server"]
     )
+
+
+async def test_thumbnail_decodes_compressed_image(
+    client: httpx.AsyncClient, standin: StandIn
+) -> None:
+    track = CATALOG[0]
+    standin.gzip_bodies = True
+    with trio.fail_after(STEP_TIMEOUT_S):
+        response = await client.get(
+            "/thumbnail", params={"id": track.video_id, "quality": "default"}
+        )
+    assert response.status_code == 200
+    assert "content-encoding" not in response.headers
+    assert response.headers["content-length"] == str(len(response.content))
+    assert response.content == thumbnail_bytes(track, "default")
 
 
 async def test_thumbnail_unknown_track_is_404_json(client: httpx.AsyncClient) -> None:

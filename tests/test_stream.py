@@ -400,6 +400,22 @@ async def test_stall_mid_body_aborts_response(
         shutdown.set()
 
 
+@pytest.mark.parametrize("range_header", [None, "bytes=0-99"])
+async def test_compressed_media_is_502_json(
+    client: httpx.AsyncClient, standin: StandIn, track: Track, range_header: str | None
+) -> None:
+    # A host that compresses despite Accept-Encoding: identity; its byte
+    # ranges would not address the media file.
+    standin.gzip_bodies = True
+    headers = {} if range_header is None else {"Range": range_header}
+    with trio.fail_after(STEP_TIMEOUT_S):
+        response = await client.get(
+            "/proxy", params={"v": track.video_id}, headers=headers
+        )
+    body = assert_json_error(response, 502)
+    assert "Content-Encoding" in body["error"]
+
+
 async def test_first_bytes_before_full_chunk(
     running: RunningApp, standin: StandIn, track: Track
 ) -> None:

@@ -86,9 +86,16 @@ async def fetch_media(
         resolved.url, headers=headers, what=f"track {resolved.video_id}"
     )
     status = response.status_code
-    if status in _PASSED_STATUSES:
+    encoding = response.headers.get("content-encoding", "identity").lower()
+    if status in _PASSED_STATUSES and encoding == "identity":
         return response
     await response.aclose()
+    if status in _PASSED_STATUSES:
+        # Byte ranges of a compressed body do not address the media file.
+        raise UpstreamError(
+            f"media host sent track {resolved.video_id} with Content-Encoding "
+            f"{encoding!r} although identity was requested"
+        )
     if status in (403, 410):
         raise UpstreamRefused(
             f"media host rejected track {resolved.video_id} with {status}",

@@ -160,7 +160,8 @@ class Thumbnails:
         parts: list[bytes] = []
         size = 0
         try:
-            async for chunk in response.aiter_raw():
+            # Decoded bytes: a host may compress the image although asked not to.
+            async for chunk in response.aiter_bytes():
                 size += len(chunk)
                 if size > limit:
                     raise UpstreamError(

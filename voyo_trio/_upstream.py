@@ -59,7 +59,11 @@ def host_allowed(url: str, patterns: Iterable[str]) -> bool:
     A pattern is a host name, or ``*.`` and a domain that matches every
     subdomain of it (not the domain itself).
     """
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        # Unbalanced brackets around an IPv6 host, for example.
+        return False
     host = (parts.hostname or "").lower().rstrip(".")
     if parts.scheme != "https" or not host:
         return False
@@ -135,12 +139,18 @@ class UpstreamClient:
         allowed = self.allowed_hosts if allowed_hosts is None else tuple(allowed_hosts)
         for _ in range(self._max_redirects + 1):
             self._check_host(url, what, allowed)
-            request = self._request("GET", url, headers)
+            request = self._request("GET", url, headers, what)
             response = await self._send(request, what)
             if response.status_code not in _REDIRECTS:
                 return response
             await response.aclose()
-            url = urljoin(url, response.headers.get("location", ""))
+            try:
+                url = urljoin(url, response.headers.get("location", ""))
+            except ValueError:
+                logger.warning("invalid redirect location for %s", what)
+                raise UpstreamError(
+                    f"upstream for {what} redirected to an invalid URL"
+                ) from None
             logger.debug("upstream redirect for %s to host %s", what, _host(url))
         raise UpstreamError(
             f"upstream for {what} redirected more than {self._max_redirects} times"
@@ -154,7 +164,7 @@ class UpstreamClient:
         Redirects are not followed: the URL comes from settings, not from an
         upstream.
         """
-        request = self._request("POST", url, headers, json=body)
+        request = self._request("POST", url, headers, what, json=body)
         response = await self._send(request, what)
         try:
             await response.aread()
@@ -166,20 +176,34 @@ class UpstreamClient:
 
     def _check_host(self, url: str, what: str, allowed: tuple[str, ...]) -> None:
         if not host_allowed(url, allowed):
-            scheme = urlsplit(url).scheme
+            scheme = url.partition(":")[0][:16]
             logger.warning(
                 "rejected upstream host %r (scheme %r) for %s", _host(url), scheme, what
             )
             raise ForbiddenHost(f"upstream host for {what} is not on the allow-list")
 
     def _request(
-        self, method: str, url: str, headers: Mapping[str, str], json: Any = None
+        self,
+        method: str,
+        url: str,
+        headers: Mapping[str, str],
+        what: str,
+        json: Any = None,
     ) -> httpx.Request:
         merged = httpx.Headers(_DEFAULT_HEADERS)
         merged.update(headers)
-        return httpx.Request(
-            method, url, headers=merged, json=json, extensions=dict(self._extensions)
-        )
+        try:
+            return httpx.Request(
+                method,
+                url,
+                headers=merged,
+                json=json,
+                extensions=dict(self._extensions),
+            )
+        except httpx.InvalidURL as error:
+            # A redirect's Location can carry a port or characters httpx rejects.
+            logger.warning("invalid upstream URL for %s: %s", what, error)
+            raise UpstreamError(f"upstream for {what} gave an invalid URL") from None
 
     async def _send(self, request: httpx.Request, what: str) -> httpx.Response:
         """Send ``request`` through the pool and return the response, body unread."""
@@ -200,4 +224,7 @@ class UpstreamClient:
 
 
 def _host(url: str) -> str:
-    return urlsplit(url).hostname or "?"
+    try:
+        return urlsplit(url).hostname or "?"
+    except ValueError:
+        return "?"

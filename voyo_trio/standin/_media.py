@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import gzip
 import logging
 import time
 from collections import Counter
@@ -52,6 +53,9 @@ class MediaHost:
         self._signer = UrlSigner()
         self._faults = FaultTable()
         self._generations: Counter[str] = Counter()
+        # When true, bodies go out gzip-compressed whatever the request's
+        # Accept-Encoding says, as from a misconfigured host.
+        self.gzip_bodies = False
 
     def media_url(self, base_url: str, video_id: str, quality: str) -> str:
         """Return a newly signed URL of a track's file that expires after the TTL."""
@@ -106,7 +110,8 @@ class MediaHost:
             logger.info("media request for %s/%s denied: %s", video_id, quality, denial)
             return _text_reply(403, denial)
         audio = render_wav(self._catalog.require(video_id), quality)
-        return _audio_reply(audio, request)
+        reply = _audio_reply(audio, request)
+        return gzip_reply(reply) if self.gzip_bodies else reply
 
     def _find_denial(self, video_id: str, quality: str, request: Request) -> str | None:
         fields = [request.query_value(name) for name in ("expire", "gen", "sig")]
@@ -180,6 +185,22 @@ def _body_limit(fault: Fault | None) -> int | None:
 
 async def _respond_media_text(exchange: Exchange, status: int, text: str) -> None:
     await respond_text(exchange, status, f"{status} {text}\n", CDN_HEADERS)
+
+
+def gzip_reply(reply: _Reply) -> _Reply:
+    """Return ``reply`` with its body gzip-compressed and headers to match."""
+    body = gzip.compress(reply.body)
+    kept = [
+        (name, value)
+        for name, value in reply.headers
+        if name.lower() not in ("content-length", "content-encoding")
+    ]
+    headers = [
+        *kept,
+        ("Content-Encoding", "gzip"),
+        ("Content-Length", str(len(body))),
+    ]
+    return dataclasses.replace(reply, headers=headers, body=body)
 
 
 def _text_reply(status: int, text: str) -> _Reply:

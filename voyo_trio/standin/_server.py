@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 import logging
 import pathlib
@@ -190,6 +191,15 @@ class StandIn:
         body = json.dumps(search_response(query, matching_tracks(query)))
         await exchange.respond(200, [_SERVER, _JSON], body.encode())
 
+    @property
+    def gzip_bodies(self) -> bool:
+        """Whether media and thumbnails go out gzip-compressed, asked or not."""
+        return self._media.gzip_bodies
+
+    @gzip_bodies.setter
+    def gzip_bodies(self, value: bool) -> None:
+        self._media.gzip_bodies = value
+
     async def _handle_thumbnail(self, request: Request, exchange: Exchange) -> None:
         # Paths look like /vi/VIDEO_ID/NAME.jpg, as on i.ytimg.com.
         parts = request.path.removeprefix(THUMBNAIL_PREFIX).split("/")
@@ -205,7 +215,11 @@ class StandIn:
             await respond_text(exchange, 404, "no such thumbnail")
             return
         image = thumbnail_bytes(track, name)
-        await exchange.respond(200, [_SERVER, ("Content-Type", "image/jpeg")], image)
+        headers = [_SERVER, ("Content-Type", "image/jpeg")]
+        if self._media.gzip_bodies:
+            image = gzip.compress(image)
+            headers.append(("Content-Encoding", "gzip"))
+        await exchange.respond(200, headers, image)
 
     def _source(self, video_id: str, quality: str) -> Source:
         url = self._media.media_url(self._media_origin, video_id, quality)
