@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 import httpx
 import pytest
@@ -31,6 +32,7 @@ def clock() -> FakeClock:
     return FakeClock()
 
 
+@asynccontextmanager
 async def serve_with(
     settings: Settings, clock: FakeClock, **changes: object
 ) -> AsyncIterator[RunningApp]:
@@ -47,9 +49,9 @@ async def serve_with(
 
 @pytest.fixture
 async def limited(settings: Settings, clock: FakeClock) -> AsyncIterator[RunningApp]:
-    async for running in serve_with(
+    async with serve_with(
         settings, clock, rate_limit_requests=3, rate_limit_extractions=2
-    ):
+    ) as running:
         yield running
 
 
@@ -57,13 +59,13 @@ async def limited(settings: Settings, clock: FakeClock) -> AsyncIterator[Running
 async def behind_proxy(
     settings: Settings, clock: FakeClock
 ) -> AsyncIterator[RunningApp]:
-    async for running in serve_with(
+    async with serve_with(
         settings,
         clock,
         rate_limit_requests=2,
         trusted_proxy_hops=1,
         rate_limit_max_clients=50,
-    ):
+    ) as running:
         yield running
 
 
@@ -131,9 +133,9 @@ async def test_cache_hits_do_not_charge_extractions(
 async def test_extraction_budget_trips_on_misses(
     settings: Settings, clock: FakeClock
 ) -> None:
-    async for running in serve_with(
+    async with serve_with(
         settings, clock, rate_limit_requests=100, rate_limit_extractions=2
-    ):
+    ) as running:
         async with httpx.AsyncClient(base_url=running.url) as http:
             with trio.fail_after(STEP_TIMEOUT_S):
                 ok = [
@@ -152,13 +154,13 @@ async def test_extraction_budget_trips_on_misses(
 
 
 async def test_global_extraction_budget(settings: Settings, clock: FakeClock) -> None:
-    async for running in serve_with(
+    async with serve_with(
         settings,
         clock,
         rate_limit_requests=100,
         rate_limit_global_extractions=1,
         trusted_proxy_hops=1,
-    ):
+    ) as running:
         async with httpx.AsyncClient(base_url=running.url) as http:
             with trio.fail_after(STEP_TIMEOUT_S):
                 one = await http.get(
@@ -192,6 +194,70 @@ async def test_ipv6_prefix_shares_budget(
     assert same_prefix == [200, 200, 429]
     assert other_prefix == 200
     assert health["rateLimit"]["clients"] == 2
+
+
+async def _proxy_first_bytes(http: httpx.AsyncClient, video_id: str) -> httpx.Response:
+    with trio.fail_after(STEP_TIMEOUT_S):
+        return await http.get(
+            "/proxy", params={"v": video_id}, headers={"Range": "bytes=0-9"}
+        )
+
+
+async def test_rejected_play_starts_no_boost(
+    settings: Settings, clock: FakeClock
+) -> None:
+    async with serve_with(
+        settings,
+        clock,
+        boost_downloads=True,
+        rate_limit_requests=100,
+        rate_limit_extractions=1,
+    ) as running:
+        downloads = running.services.downloads
+        async with httpx.AsyncClient(base_url=running.url) as http:
+            played = await _proxy_first_bytes(http, CATALOG[0].video_id)
+            rejected = await _proxy_first_bytes(http, CATALOG[1].video_id)
+            await wait_for(lambda: not downloads.jobs)
+        assert played.status_code == 206
+        assert assert_json_error(rejected, 429)["reason"] == "extractions"
+        assert downloads.completed == 1
+        assert [t.video_id for t in running.services.library.tracks()] == [
+            CATALOG[0].video_id
+        ]
+
+
+async def test_unknown_track_starts_no_boost(
+    settings: Settings, clock: FakeClock
+) -> None:
+    async with serve_with(
+        settings, clock, boost_downloads=True, rate_limit_requests=100
+    ) as running:
+        async with httpx.AsyncClient(base_url=running.url) as http:
+            response = await _proxy_first_bytes(http, "zzzzzzzzzzz")
+        assert response.status_code >= 400
+        assert running.services.downloads.jobs == {}
+        assert running.services.downloads.failed == 0
+
+
+async def test_boost_is_charged_to_global_budget(
+    settings: Settings, clock: FakeClock
+) -> None:
+    async with serve_with(
+        settings,
+        clock,
+        boost_downloads=True,
+        rate_limit_requests=100,
+        rate_limit_global_extractions=2,
+    ) as running:
+        downloads = running.services.downloads
+        async with httpx.AsyncClient(base_url=running.url) as http:
+            played = await _proxy_first_bytes(http, CATALOG[0].video_id)
+            await wait_for(lambda: not downloads.jobs)
+            # The play and its boost took both tokens.
+            next_play = await _proxy_first_bytes(http, CATALOG[1].video_id)
+        assert played.status_code == 206
+        assert downloads.completed == 1
+        assert assert_json_error(next_play, 429)["reason"] == "global_extractions"
 
 
 async def test_spoofed_forwarded_for_keys_on_peer(limited: RunningApp) -> None:
@@ -243,9 +309,9 @@ async def test_tracked_clients_are_capped(behind_proxy: RunningApp) -> None:
 
 
 async def test_rate_limit_off(settings: Settings, clock: FakeClock) -> None:
-    async for running in serve_with(
+    async with serve_with(
         settings, clock, rate_limit_requests=0, rate_limit_extractions=0
-    ):
+    ) as running:
         async with httpx.AsyncClient(base_url=running.url) as http:
             with trio.fail_after(STEP_TIMEOUT_S):
                 statuses = {
@@ -398,7 +464,7 @@ async def test_open_streams_per_client_capped(
     settings: Settings, clock: FakeClock
 ) -> None:
     video_id = CATALOG[0].video_id
-    async for running in serve_with(settings, clock, max_streams_per_client=2):
+    async with serve_with(settings, clock, max_streams_per_client=2) as running:
         async with httpx.AsyncClient(base_url=running.url) as http:
             with trio.fail_after(STEP_TIMEOUT_S):
                 async with (
@@ -409,7 +475,7 @@ async def test_open_streams_per_client_capped(
                     assert one.status_code == 200
                     assert two.status_code == 200
                 streams = running.services.client_streams
-                await wait_for(lambda: not streams)  # noqa: B023
+                await wait_for(lambda: not streams)
                 after = await http.get(
                     "/proxy", params={"v": video_id}, headers={"Range": "bytes=0-0"}
                 )

@@ -262,6 +262,22 @@ class RateLimiter:
             if bucket is not None:
                 bucket.take(now)
 
+    def take_global_extraction(self) -> bool:
+        """Take one token from the global extraction budget, if it has one.
+
+        For extractions that the server starts itself, such as boost
+        downloads, which no client's budget pays for. Returns False, taking
+        nothing, when the budget is spent.
+        """
+        shared = self._global_extractions
+        if not self.settings.enabled or shared is None:
+            return True
+        now = self._clock()
+        if shared.wait_s(now):
+            return False
+        shared.take(now)
+        return True
+
     def sweep(self) -> int:
         """Drop clients whose buckets have all refilled and return how many.
 

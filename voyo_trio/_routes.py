@@ -107,12 +107,20 @@ def _library_stream_json(key: ResolveKey, stored: StoredTrack) -> dict[str, Any]
 
 
 def _maybe_boost(voyo: Services, video_id: str) -> None:
-    """Start a background download so the next play comes from disk."""
+    """Start a background download so the next play comes from disk.
+
+    Call it only once the track has resolved, so an unknown id starts
+    nothing. The download runs yt-dlp, so it is charged to the global
+    extraction budget and skipped when that is spent.
+    """
     downloads = voyo.downloads
     if not voyo.settings.boost_downloads or downloads.running(video_id) is not None:
         return
     if len(downloads.jobs) >= voyo.settings.boost_max_pending:
         logger.debug("boost skipped video_id=%s: enough downloads running", video_id)
+        return
+    if not voyo.limiter.take_global_extraction():
+        logger.debug("boost skipped video_id=%s: extraction budget spent", video_id)
         return
     downloads.start(video_id, voyo.nursery)
 
@@ -129,7 +137,6 @@ async def cdn_stream(track: str) -> Response:
 
 async def _proxy_response(key: ResolveKey) -> Response:
     voyo = current_services()
-    _maybe_boost(voyo, key[0])
     release = _claim_stream_slot(voyo)
     try:
         upstream = await _open_media(
@@ -138,6 +145,7 @@ async def _proxy_response(key: ResolveKey) -> Response:
     except BaseException:
         release()
         raise
+    _maybe_boost(voyo, key[0])
     if upstream.status_code == 416:
         release()
         return await _range_not_satisfiable(upstream, key[0])
