@@ -506,6 +506,7 @@ def test_parse_byte_range_table() -> None:
     assert parse_byte_range("bytes=-3", 10) == ByteRange(7, 9)
     assert parse_byte_range("bytes=-30", 10) == ByteRange(0, 9)
     assert parse_byte_range("bytes=8-30", 10) == ByteRange(8, 9)
+    assert parse_byte_range("BYTES=2-3", 10) == ByteRange(2, 3)
     assert parse_byte_range("bytes=3-2", 10) is None
     assert parse_byte_range(None, 10) is None
     with pytest.raises(RangeNotSatisfiable):

@@ -360,6 +360,75 @@ async def test_reset_mid_body_aborts_response(
     assert running.services.streams.aborted_total == 1
 
 
+async def test_slow_upstream_is_not_held_back(
+    running: RunningApp, standin: StandIn, track: Track
+) -> None:
+    # A throttled host sends 1 KiB pieces at 64 kB/s. The proxy passes them on
+    # within a fraction of a second instead of waiting for a full chunk.
+    standin.set_fault(track.video_id, Fault(pace_bytes_per_s=64_000))
+    received = bytearray()
+    lags: list[int] = []
+
+    async def watch_lag() -> None:
+        while True:
+            lags.append(standin.stats.media_bytes_sent - len(received))
+            await trio.sleep(0.01)
+
+    async with (
+        httpx.AsyncClient(base_url=running.url) as http,
+        trio.open_nursery() as nursery,
+    ):
+        nursery.start_soon(watch_lag)
+        with trio.fail_after(STEP_TIMEOUT_S):
+            async with http.stream(
+                "GET", "/proxy", params={"v": track.video_id}
+            ) as response:
+                chunks = cast(AsyncGenerator[bytes, None], response.aiter_raw())
+                async with aclosing(chunks):
+                    async for chunk in chunks:
+                        received += chunk
+                        if len(received) >= 96 * 1024:
+                            break
+        nursery.cancel_scope.cancel()
+    source = standin.audio_bytes(track.video_id, "high")
+    assert bytes(received) == source[: len(received)]
+    # Joining up to a full 64 KiB chunk would leave the listener that far behind.
+    assert max(lags) < 32 * 1024, max(lags)
+    await wait_until_idle(running)
+
+
+async def test_range_unit_is_case_insensitive(
+    client: httpx.AsyncClient, standin: StandIn, track: Track
+) -> None:
+    with trio.fail_after(STEP_TIMEOUT_S):
+        response = await client.get(
+            "/proxy", params={"v": track.video_id}, headers={"Range": "BYTES=0-9"}
+        )
+    assert response.status_code == 206
+    assert response.content == standin.audio_bytes(track.video_id, "high")[:10]
+    assert standin.stats.last_media_headers["range"] == "bytes=0-9"
+
+
+async def test_short_range_stall_is_504_json(
+    standin: StandIn, settings: Settings, track: Track
+) -> None:
+    standin.set_fault(track.video_id, Fault(stall_after_bytes=50, times=1))
+    shutdown = trio.Event()
+    async with trio.open_nursery() as nursery:
+        running = await start_app(
+            nursery, settings.replace(read_timeout_s=0.5), shutdown
+        )
+        async with httpx.AsyncClient(base_url=running.url) as http:
+            with trio.fail_after(STEP_TIMEOUT_S):
+                response = await http.get(
+                    "/proxy",
+                    params={"v": track.video_id},
+                    headers={"Range": "bytes=0-999"},
+                )
+        shutdown.set()
+    assert_json_error(response, 504)
+
+
 async def test_short_range_reset_is_502_json(
     running: RunningApp, standin: StandIn, track: Track
 ) -> None:

@@ -24,7 +24,7 @@ from voyo_trio import (
 )
 from voyo_trio._cache import TTLCache
 from voyo_trio._cors import CorsPolicy
-from voyo_trio._proxy import StreamSupervisor, _StreamState, clean_range
+from voyo_trio._proxy import StreamSupervisor, _Joiner, _StreamState, clean_range
 from voyo_trio._resolver import Kind, Quality, format_spec, url_expiry
 from voyo_trio._singleflight import FlightCancelled, SingleFlight
 from voyo_trio._threads import ThreadCounts, run_in_worker, thread_counts
@@ -326,6 +326,32 @@ async def test_chunk_size_follows_listener(
     assert state.bytes_sent == len(b"chunk")
 
 
+def test_joiner_cuts_chunks_at_size() -> None:
+    joiner = _Joiner()
+    pieces = [bytes([n]) * 16384 for n in range(3)]
+    chunks: list[bytes] = []
+    for piece in pieces:
+        joiner.add(piece, now=0.0)
+        while (chunk := joiner.take(20_000)) is not None:
+            chunks.append(chunk)
+    chunks.append(joiner.take_all())
+    assert [len(chunk) for chunk in chunks] == [20_000, 20_000, 9152]
+    assert b"".join(chunks) == b"".join(pieces)
+
+
+def test_joiner_releases_old_pieces() -> None:
+    joiner = _Joiner()
+    joiner.add(b"a" * 1024, now=10.0)
+    assert joiner.take(65536) is None
+    joiner.add(b"b" * 1024, now=10.01)
+    assert joiner.take(65536) is None
+    # The oldest piece has now waited past the limit, so both go out.
+    joiner.add(b"c" * 1024, now=10.2)
+    assert joiner.take(65536) == b"a" * 1024 + b"b" * 1024 + b"c" * 1024
+    assert joiner.pending_bytes == 0
+    assert joiner.take(65536) is None
+
+
 @pytest.mark.parametrize(
     ("vary", "expected"),
     [
@@ -351,6 +377,8 @@ def test_cors_adds_origin_to_vary(vary: str | None, expected: str) -> None:
         ("bytes=100-", "bytes=100-"),
         ("bytes=-500", "bytes=-500"),
         (" bytes=0-1 ", "bytes=0-1"),
+        ("BYTES=0-1", "bytes=0-1"),
+        ("Bytes=-5", "bytes=-5"),
         ("bytes=0-1, 5-9", None),
         ("bytes=" + "9" * 19 + "-", None),
         ("bytes=a-b", None),

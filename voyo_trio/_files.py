@@ -25,7 +25,8 @@ __all__ = [
 
 _CHUNK_BYTES = 64 * 1024
 # Positions past 10**18 bytes are no file's; longer numbers are ignored.
-_SINGLE_RANGE = re.compile(r"bytes=(\d{0,18})-(\d{0,18})")
+# RFC 9110 section 14.1: the range unit is case-insensitive.
+_SINGLE_RANGE = re.compile(r"bytes=(\d{0,18})-(\d{0,18})", re.IGNORECASE)
 
 
 class RangeNotSatisfiable(Exception):

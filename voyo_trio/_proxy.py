@@ -21,7 +21,12 @@ from typing import Any, cast
 import httpx
 import trio
 
-from ._errors import UpstreamError, UpstreamRefused, UpstreamStatusError
+from ._errors import (
+    UpstreamError,
+    UpstreamRefused,
+    UpstreamStatusError,
+    UpstreamTimeout,
+)
 from ._resolver import Resolved
 from ._settings import Settings
 from ._upstream import UpstreamClient
@@ -44,12 +49,16 @@ _PASSED_STATUSES = frozenset({200, 206, 416})
 # RFC 9110 section 14.2: a server may ignore a Range, so anything but one
 # range is dropped and the full representation is fetched. Several ranges
 # would come back as multipart/byteranges, which players do not read.
-_RANGE = re.compile(r"bytes=\d{0,18}-\d{0,18}")
+# The unit is case-insensitive (section 14.1) and is sent on in lower case.
+_RANGE = re.compile(r"bytes=\d{0,18}-\d{0,18}", re.IGNORECASE)
 _MAX_RANGE_LENGTH = 256
 # A send that waits longer than this marks a listener that reads at its
 # playback rate, and such a listener gets chunks of one TLS record.
 _SLOW_SEND_S = 0.05
 _SMALL_CHUNK_BYTES = 16 * 1024
+# Pieces are joined into a chunk for at most this long, so a slow upstream
+# does not hold back what it has sent.
+_MAX_JOIN_WAIT_S = 0.05
 # A body up to this size is read whole and sent as one piece without a pump,
 # as for a player's probe of the first bytes.
 _SMALL_BODY_BYTES = _SMALL_CHUNK_BYTES
@@ -70,7 +79,9 @@ def clean_range(value: str | None) -> str | None:
     if value is None or len(value) > _MAX_RANGE_LENGTH:
         return None
     value = value.strip()
-    return value if _RANGE.fullmatch(value) else None
+    if not _RANGE.fullmatch(value):
+        return None
+    return "bytes=" + value[len("bytes=") :]
 
 
 async def fetch_media(
@@ -132,6 +143,10 @@ async def read_small_body(upstream: httpx.Response, video_id: str) -> bytes:
     try:
         async with aclosing(pieces):
             return b"".join([piece async for piece in pieces])
+    except httpx.TimeoutException as error:
+        raise UpstreamTimeout(
+            f"reading track {video_id} from the media host timed out"
+        ) from error
     except httpx.HTTPError as error:
         raise UpstreamError(
             f"reading track {video_id} from the media host failed: "
@@ -152,6 +167,59 @@ def response_headers(upstream: httpx.Response) -> dict[str, str]:
     headers.setdefault("content-type", "application/octet-stream")
     headers.setdefault("accept-ranges", "bytes")
     return headers
+
+
+class _Joiner:
+    """Pieces of the upstream body waiting to be joined into one chunk.
+
+    A chunk is ready when the pieces reach the chunk size, or when the oldest
+    has waited ``_MAX_JOIN_WAIT_S``, so a slow upstream still plays smoothly.
+    """
+
+    def __init__(self) -> None:
+        self._pieces: list[bytes] = []
+        self.pending_bytes = 0
+        self._oldest_at = 0.0
+        self._now = 0.0
+
+    def add(self, piece: bytes, now: float) -> None:
+        if not self._pieces:
+            self._oldest_at = now
+        self._now = now
+        self._pieces.append(piece)
+        self.pending_bytes += len(piece)
+
+    def take(self, chunk_bytes: int) -> bytes | None:
+        """Return the next chunk of at most ``chunk_bytes``, or None if not ready."""
+        if self.pending_bytes >= chunk_bytes:
+            return self._cut(chunk_bytes)
+        if self._pieces and self._now - self._oldest_at >= _MAX_JOIN_WAIT_S:
+            return self.take_all()
+        return None
+
+    def take_all(self) -> bytes:
+        chunk = b"".join(self._pieces)
+        self._pieces.clear()
+        self.pending_bytes = 0
+        return chunk
+
+    def _cut(self, chunk_bytes: int) -> bytes:
+        # Split only the piece that crosses the boundary, so that the copy
+        # beyond the join is at most one piece.
+        taken: list[bytes] = []
+        size = 0
+        while size < chunk_bytes:
+            piece = self._pieces.pop(0)
+            room = chunk_bytes - size
+            if len(piece) > room:
+                self._pieces.insert(0, piece[room:])
+                piece = piece[:room]
+            taken.append(piece)
+            size += len(piece)
+        self.pending_bytes -= size
+        # The rest starts a new chunk whose wait counts from now.
+        self._oldest_at = self._now
+        return b"".join(taken)
 
 
 @dataclass
@@ -280,22 +348,16 @@ class StreamSupervisor:
         # The first chunk is small, so playback starts before a full chunk
         # has crossed a slow network.
         chunk_bytes = min(_SMALL_CHUNK_BYTES, self._settings.stream_chunk_bytes)
-        pending: list[bytes] = []
-        pending_bytes = 0
+        joiner = _Joiner()
         try:
             # aclosing() finalizes httpx's generator at once, also when cancelled.
             async with aclosing(pieces):
                 async for piece in pieces:
-                    pending.append(piece)
-                    pending_bytes += len(piece)
-                    if pending_bytes < chunk_bytes:
-                        continue
-                    chunk = b"".join(pending)
-                    pending.clear()
-                    pending_bytes = 0
-                    chunk_bytes = await self._send_chunk(send, chunk, state)
-            if pending:
-                await self._send_chunk(send, b"".join(pending), state)
+                    joiner.add(piece, trio.current_time())
+                    while (chunk := joiner.take(chunk_bytes)) is not None:
+                        chunk_bytes = await self._send_chunk(send, chunk, state)
+            if joiner.pending_bytes:
+                await self._send_chunk(send, joiner.take_all(), state)
         except trio.BrokenResourceError:
             logger.debug("listener left video_id=%s", state.video_id)
         except (httpx.HTTPError, UpstreamError) as error:

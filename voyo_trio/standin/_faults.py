@@ -7,6 +7,9 @@ from dataclasses import dataclass
 
 logger = logging.getLogger(__name__)
 
+# The size of each piece of a paced body.
+PACE_PIECE_BYTES = 1024
+
 
 @dataclass
 class Fault:
@@ -17,7 +20,9 @@ class Fault:
     of the media if set. Whatever response follows, its body is cut after
     ``reset_after_bytes`` (connection reset) or ``stall_after_bytes``
     (connection kept open with nothing more sent). A body shorter than the
-    limit is sent whole before the reset or stall. ``times`` counts the
+    limit is sent whole before the reset or stall. ``pace_bytes_per_s`` sends
+    the body in pieces of ``PACE_PIECE_BYTES`` at that rate, as a throttled
+    host does. ``times`` counts the
     requests the fault applies to before it clears itself, and None means
     until it is cleared.
     """
@@ -29,6 +34,7 @@ class Fault:
     reset_before_headers: bool = False
     reset_after_bytes: int | None = None
     stall_after_bytes: int | None = None
+    pace_bytes_per_s: float | None = None
     times: int | None = None
 
     def __post_init__(self) -> None:
@@ -36,6 +42,10 @@ class Fault:
         _check_not_negative("reset_after_bytes", self.reset_after_bytes)
         _check_not_negative("stall_after_bytes", self.stall_after_bytes)
         _check_not_negative("times", self.times)
+        if self.pace_bytes_per_s is not None and self.pace_bytes_per_s <= 0:
+            raise ValueError(
+                f"Fault.pace_bytes_per_s must be > 0, got {self.pace_bytes_per_s!r}"
+            )
         _check_status(self.status)
         _check_single_body_fault(self)
 

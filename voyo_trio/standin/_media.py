@@ -14,7 +14,7 @@ import trio
 
 from ._audio import QUALITIES, render_wav
 from ._catalog import Catalog
-from ._faults import Fault, FaultTable
+from ._faults import PACE_PIECE_BYTES, Fault, FaultTable
 from ._http import Exchange, Headers, Request, respond_text
 from ._ranges import ByteRange, RangeNotSatisfiableError, parse_range
 from ._signing import UrlSigner
@@ -137,7 +137,8 @@ class MediaHost:
     ) -> None:
         await exchange.send_head(reply.status, reply.headers)
         limit = _body_limit(fault)
-        await self._send_body(exchange, reply, limit)
+        pace = None if fault is None else fault.pace_bytes_per_s
+        await self._send_body(exchange, reply, limit, pace)
         if fault is not None and fault.reset_after_bytes is not None:
             await exchange.reset()
         if fault is not None and fault.stall_after_bytes is not None:
@@ -145,15 +146,22 @@ class MediaHost:
         await exchange.finish()
 
     async def _send_body(
-        self, exchange: Exchange, reply: _Reply, limit: int | None
+        self,
+        exchange: Exchange,
+        reply: _Reply,
+        limit: int | None,
+        pace_bytes_per_s: float | None,
     ) -> None:
         # Chunked sends let a slow reader push back through TLS and TCP.
         end = len(reply.body) if limit is None else min(limit, len(reply.body))
-        for offset in range(0, end, BODY_CHUNK_SIZE):
-            chunk = reply.body[offset : min(offset + BODY_CHUNK_SIZE, end)]
+        step = BODY_CHUNK_SIZE if pace_bytes_per_s is None else PACE_PIECE_BYTES
+        for offset in range(0, end, step):
+            chunk = reply.body[offset : min(offset + step, end)]
             sent = await exchange.send_body(chunk)
             if reply.is_audio:
                 self._stats.media_bytes_sent += sent
+            if pace_bytes_per_s is not None:
+                await trio.sleep(len(chunk) / pace_bytes_per_s)
 
 
 def _parse_media_path(path: str, catalog: Catalog) -> tuple[str, str] | None:
