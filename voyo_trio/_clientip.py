@@ -13,7 +13,8 @@ IPv4.
 
 One IPv6 host is often given a whole /64 prefix and could rotate through it
 for fresh per-client budgets, so :func:`client_key` keys IPv6 clients by
-their prefix (``client_ipv6_prefix``, 64 bits by default).
+their prefix (``client_ipv6_prefix``, 64 bits by default), except where an
+IPv4 address is embedded in one.
 """
 
 from __future__ import annotations
@@ -37,6 +38,15 @@ UNKNOWN_CLIENT = "unknown"
 # Fallback kinds already logged. Each is logged once per process because a
 # misconfigured proxy chain would otherwise log on every request.
 _logged_fallbacks: set[str] = set()
+# IPv6 prefixes whose last 32 bits are a client's IPv4 address: the NAT64
+# well-known prefix (RFC 6052), SIIT's translated form (RFC 2765) and the
+# deprecated IPv4-compatible form (RFC 4291). A /64 key would put every IPv4
+# client behind them under one key.
+_IPV4_EMBEDDING_PREFIXES = (
+    ipaddress.IPv6Network("64:ff9b::/96"),
+    ipaddress.IPv6Network("::ffff:0:0:0/96"),
+    ipaddress.IPv6Network("::/96"),
+)
 # Characters of a header entry that a log line repeats.
 _MAX_LOGGED_CHARS = 80
 
@@ -91,15 +101,21 @@ def client_key(address: str, ipv6_prefix: int) -> str:
     """Return the rate-limit key of a normalized client ``address``.
 
     An IPv6 address becomes its network of ``ipv6_prefix`` bits, such as
-    ``2001:db8:1:2::/64``. Any other key is returned as is.
+    ``2001:db8:1:2::/64``. An address that embeds an IPv4 one (NAT64 and
+    SIIT translation) is keyed by that IPv4 address, and loopback stays as
+    is. Any other key is returned as is.
     """
     if ":" not in address or ipv6_prefix >= 128:
         return address
     try:
-        network = ipaddress.IPv6Network((address, ipv6_prefix), strict=False)
+        ip = ipaddress.IPv6Address(address)
     except ValueError:
         return address
-    return str(network)
+    if ip.is_loopback or ip.is_unspecified:
+        return address
+    if any(ip in prefix for prefix in _IPV4_EMBEDDING_PREFIXES):
+        return str(ipaddress.IPv4Address(int(ip) & 0xFFFF_FFFF))
+    return str(ipaddress.IPv6Network((ip, ipv6_prefix), strict=False))
 
 
 def forwarded_entries(forwarded_for: list[str] | str | None) -> list[str]:

@@ -172,8 +172,12 @@ def response_headers(upstream: httpx.Response) -> dict[str, str]:
 class _Joiner:
     """Pieces of the upstream body waiting to be joined into one chunk.
 
-    A chunk is ready when the pieces reach the chunk size, or when the oldest
-    has waited ``_MAX_JOIN_WAIT_S``, so a slow upstream still plays smoothly.
+    A chunk is ready when the pieces reach the chunk size, or when a piece
+    arrives and the oldest has waited ``_MAX_JOIN_WAIT_S``, so a slow upstream
+    still plays smoothly.
+
+    NOTE: the wait is checked as pieces arrive, so pieces followed by silence
+    are held until the next piece or the end of the body.
     """
 
     def __init__(self) -> None:

@@ -63,6 +63,9 @@ async def run_in_worker(
         with _lock:
             call.started = True
             _running += 1
+            # The caller may have given up before the thread got to run.
+            if call.abandoned:
+                _abandoned += 1
         try:
             return fn(*args)
         finally:
@@ -78,7 +81,7 @@ async def run_in_worker(
         )
     except trio.Cancelled:
         with _lock:
+            call.abandoned = True
             if call.started and not call.finished:
-                call.abandoned = True
                 _abandoned += 1
         raise
