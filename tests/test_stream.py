@@ -429,6 +429,40 @@ async def test_short_range_stall_is_504_json(
     assert_json_error(response, 504)
 
 
+@pytest.mark.parametrize("range_header", [None, "bytes=0-16384"])
+async def test_reset_before_first_byte_is_502_json(
+    running: RunningApp, standin: StandIn, track: Track, range_header: str | None
+) -> None:
+    # The body is longer than a short one, so it streams through a pump.
+    standin.set_fault(track.video_id, Fault(reset_after_bytes=0, times=1))
+    headers = {} if range_header is None else {"Range": range_header}
+    async with httpx.AsyncClient(base_url=running.url) as http:
+        with trio.fail_after(STEP_TIMEOUT_S):
+            response = await http.get(
+                "/proxy", params={"v": track.video_id}, headers=headers
+            )
+    assert_json_error(response, 502)
+    await wait_until_idle(running)
+    assert running.services.client_streams == {}
+
+
+async def test_stall_before_first_byte_is_504_json(
+    standin: StandIn, settings: Settings, track: Track
+) -> None:
+    standin.set_fault(track.video_id, Fault(stall_after_bytes=0, times=1))
+    shutdown = trio.Event()
+    async with trio.open_nursery() as nursery:
+        running = await start_app(
+            nursery, settings.replace(read_timeout_s=0.5), shutdown
+        )
+        async with httpx.AsyncClient(base_url=running.url) as http:
+            with trio.fail_after(STEP_TIMEOUT_S):
+                response = await http.get("/proxy", params={"v": track.video_id})
+        await wait_until_idle(running)
+        shutdown.set()
+    assert_json_error(response, 504)
+
+
 async def test_short_range_reset_is_502_json(
     running: RunningApp, standin: StandIn, track: Track
 ) -> None:

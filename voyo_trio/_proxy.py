@@ -231,6 +231,8 @@ class _StreamState:
     video_id: str
     bytes_sent: int = 0
     failure: str | None = None
+    # The error for a JSON response, when the upstream failed before any byte.
+    error: UpstreamError | None = None
 
 
 class StreamBody:
@@ -249,11 +251,27 @@ class StreamBody:
         self._receive = receive
         self._pump_scope = pump_scope
         self._state = state
+        self._first: bytes | None = None
 
     def __aiter__(self) -> StreamBody:
         return self
 
+    async def wait_for_first_chunk(self) -> None:
+        """Wait until the first chunk is ready, so that the response can start.
+
+        Raises the upstream's error when it failed before sending any byte, so
+        that the listener gets a JSON error instead of an empty body.
+        """
+        try:
+            self._first = await self._receive.receive()
+        except (trio.EndOfChannel, trio.ClosedResourceError):
+            if self._state.error is not None:
+                raise self._state.error from None
+
     async def __anext__(self) -> bytes:
+        if self._first is not None:
+            first, self._first = self._first, None
+            return first
         try:
             return await self._receive.receive()
         except (trio.EndOfChannel, trio.ClosedResourceError):
@@ -365,7 +383,10 @@ class StreamSupervisor:
         except trio.BrokenResourceError:
             logger.debug("listener left video_id=%s", state.video_id)
         except (httpx.HTTPError, UpstreamError) as error:
-            self._fail(state, f"upstream read failed: {type(error).__name__}")
+            reason = f"upstream read failed: {type(error).__name__}"
+            self._fail(state, reason)
+            if state.bytes_sent == 0:
+                state.error = _read_error(state.video_id, error)
 
     async def _send_chunk(
         self, send: trio.MemorySendChannel[bytes], chunk: bytes, state: _StreamState
@@ -402,6 +423,18 @@ class StreamSupervisor:
             state.bytes_sent,
             reason,
         )
+
+
+def _read_error(video_id: str, error: Exception) -> UpstreamError:
+    if isinstance(error, UpstreamError):
+        return error
+    if isinstance(error, httpx.TimeoutException):
+        return UpstreamTimeout(
+            f"reading track {video_id} from the media host timed out"
+        )
+    return UpstreamError(
+        f"reading track {video_id} from the media host failed: {type(error).__name__}"
+    )
 
 
 def close_request_streams(scope: MutableMapping[str, Any]) -> None:

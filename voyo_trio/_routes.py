@@ -166,6 +166,12 @@ async def _proxy_response(key: ResolveKey) -> Response:
         with trio.CancelScope(shield=True):
             await upstream.aclose()
         raise
+    try:
+        await body.wait_for_first_chunk()
+    except BaseException:
+        # Closing stops the pump, whose end releases the stream slot.
+        body.close()
+        raise
     response = Response(body, status=upstream.status_code, headers=headers)
     response.timeout = None
     return response
