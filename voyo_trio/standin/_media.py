@@ -54,7 +54,7 @@ class MediaHost:
         self._faults = FaultTable()
         self._generations: Counter[str] = Counter()
         # When true, bodies go out gzip-compressed whatever the request's
-        # Accept-Encoding says, as from a misconfigured host.
+        # Accept-Encoding asks for, as from a misconfigured host.
         self.gzip_bodies = False
 
     def media_url(self, base_url: str, video_id: str, quality: str) -> str:
@@ -198,13 +198,13 @@ async def _respond_media_text(exchange: Exchange, status: int, text: str) -> Non
 def gzip_reply(reply: _Reply) -> _Reply:
     """Return ``reply`` with its body gzip-compressed and headers to match."""
     body = gzip.compress(reply.body)
-    kept = [
+    other_headers = [
         (name, value)
         for name, value in reply.headers
         if name.lower() not in ("content-length", "content-encoding")
     ]
     headers = [
-        *kept,
+        *other_headers,
         ("Content-Encoding", "gzip"),
         ("Content-Length", str(len(body))),
     ]

@@ -193,7 +193,7 @@ class StandIn:
 
     @property
     def gzip_bodies(self) -> bool:
-        """Whether media and thumbnails go out gzip-compressed, asked or not."""
+        """Whether media and thumbnails go out gzip-compressed, requested or not."""
         return self._media.gzip_bodies
 
     @gzip_bodies.setter
