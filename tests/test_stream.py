@@ -397,6 +397,28 @@ async def test_slow_upstream_is_not_held_back(
     await wait_until_idle(running)
 
 
+async def test_bytes_before_reset_reach_listener(
+    running: RunningApp, standin: StandIn, track: Track
+) -> None:
+    # 30,000 bytes arrive together: a first chunk of one piece goes on, and
+    # the rest waits to be joined when the upstream resets.
+    standin.set_fault(track.video_id, Fault(reset_after_bytes=30_000, times=1))
+    received = bytearray()
+    async with httpx.AsyncClient(base_url=running.url) as http:
+        with trio.fail_after(STEP_TIMEOUT_S):
+            async with http.stream(
+                "GET", "/proxy", params={"v": track.video_id}
+            ) as response:
+                chunks = cast(AsyncGenerator[bytes, None], response.aiter_raw())
+                with pytest.raises(httpx.RemoteProtocolError):
+                    async with aclosing(chunks):
+                        async for chunk in chunks:
+                            received += chunk
+    assert response.status_code == 200
+    assert bytes(received) == standin.audio_bytes(track.video_id, "high")[:30_000]
+    await wait_until_idle(running)
+
+
 async def test_range_unit_is_case_insensitive(
     client: httpx.AsyncClient, standin: StandIn, track: Track
 ) -> None:

@@ -328,10 +328,13 @@ async def test_chunk_size_follows_listener(
 
 def test_joiner_cuts_chunks_at_size() -> None:
     joiner = _Joiner()
+    # The first piece has no piece before it, so it goes on alone.
+    joiner.add(b"first", now=0.0)
+    assert joiner.take(20_000) == b"first"
     pieces = [bytes([n]) * 16384 for n in range(3)]
     chunks: list[bytes] = []
-    for piece in pieces:
-        joiner.add(piece, now=0.0)
+    for n, piece in enumerate(pieces):
+        joiner.add(piece, now=0.001 * (n + 1))
         while (chunk := joiner.take(20_000)) is not None:
             chunks.append(chunk)
     chunks.append(joiner.take_all())
@@ -339,17 +342,32 @@ def test_joiner_cuts_chunks_at_size() -> None:
     assert b"".join(chunks) == b"".join(pieces)
 
 
-def test_joiner_releases_old_pieces() -> None:
+def test_joiner_sends_slow_pieces_at_once() -> None:
     joiner = _Joiner()
     joiner.add(b"a" * 1024, now=10.0)
+    assert joiner.take(65536) == b"a" * 1024
+    joiner.add(b"b" * 1024, now=10.001)
     assert joiner.take(65536) is None
-    joiner.add(b"b" * 1024, now=10.01)
+    joiner.add(b"c" * 1024, now=10.002)
     assert joiner.take(65536) is None
-    # The oldest piece has now waited past the limit, so both go out.
-    joiner.add(b"c" * 1024, now=10.2)
-    assert joiner.take(65536) == b"a" * 1024 + b"b" * 1024 + b"c" * 1024
+    # This piece came long after the one before, so all that waits goes out.
+    joiner.add(b"d" * 1024, now=10.2)
+    assert joiner.take(65536) == b"b" * 1024 + b"c" * 1024 + b"d" * 1024
     assert joiner.pending_bytes == 0
+    joiner.add(b"e" * 1024, now=10.201)
     assert joiner.take(65536) is None
+
+
+def test_joiner_sends_after_oldest_waits() -> None:
+    joiner = _Joiner()
+    joiner.add(b"a", now=0.0)
+    assert joiner.take(65536) == b"a"
+    # Pieces 20 ms apart: no single gap is long, but the oldest waits too long.
+    for n in range(1, 4):
+        joiner.add(b"x", now=0.02 * n)
+        assert joiner.take(65536) is None
+    joiner.add(b"y", now=0.08)
+    assert joiner.take(65536) == b"xxxy"
 
 
 @pytest.mark.parametrize(

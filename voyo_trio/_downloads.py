@@ -116,6 +116,12 @@ class Downloader:
     async def _run(self, job: DownloadJob) -> None:
         try:
             with trio.fail_after(self._settings.download_timeout_s):
+                # A boost may ask for a track stored since; yt-dlp is not needed.
+                stored = await trio.to_thread.run_sync(self.library.find, job.video_id)
+                if stored is not None:
+                    job.track = stored
+                    job.state = JobState.DONE
+                    return
                 partial, metadata = await run_in_worker(
                     self._download_blocking, job, limiter=self.limiter
                 )

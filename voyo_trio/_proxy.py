@@ -11,7 +11,9 @@ cancels the pump, which closes the upstream response.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import math
 import re
 from collections.abc import AsyncGenerator, Callable, MutableMapping
 from contextlib import aclosing
@@ -172,24 +174,31 @@ def response_headers(upstream: httpx.Response) -> dict[str, str]:
 class _Joiner:
     """Pieces of the upstream body waiting to be joined into one chunk.
 
-    A chunk is ready when the pieces reach the chunk size, or when a piece
-    arrives and the oldest has waited ``_MAX_JOIN_WAIT_S``, so a slow upstream
-    still plays smoothly.
+    A chunk is ready when the pieces reach the chunk size. It is also ready
+    when a piece arrives ``_MAX_JOIN_WAIT_S`` or more after the one before it,
+    or after the oldest waiting piece: the upstream is slow then, and what it
+    sent goes on at once.
 
-    NOTE: the wait is checked as pieces arrive, so pieces followed by silence
-    are held until the next piece or the end of the body.
+    NOTE: the wait is checked as pieces arrive, so pieces that arrive close
+    together and are then followed by silence wait for the next piece or the
+    end of the body.
     """
 
     def __init__(self) -> None:
         self._pieces: list[bytes] = []
         self.pending_bytes = 0
         self._oldest_at = 0.0
-        self._now = 0.0
+        self._last_at = -math.inf
+        self._slow = False
 
     def add(self, piece: bytes, now: float) -> None:
         if not self._pieces:
             self._oldest_at = now
-        self._now = now
+        gap = now - self._last_at
+        self._slow = (
+            gap >= _MAX_JOIN_WAIT_S or now - self._oldest_at >= _MAX_JOIN_WAIT_S
+        )
+        self._last_at = now
         self._pieces.append(piece)
         self.pending_bytes += len(piece)
 
@@ -197,7 +206,7 @@ class _Joiner:
         """Return the next chunk of at most ``chunk_bytes``, or None if not ready."""
         if self.pending_bytes >= chunk_bytes:
             return self._cut(chunk_bytes)
-        if self._pieces and self._now - self._oldest_at >= _MAX_JOIN_WAIT_S:
+        if self._pieces and self._slow:
             return self.take_all()
         return None
 
@@ -222,7 +231,7 @@ class _Joiner:
             size += len(piece)
         self.pending_bytes -= size
         # The rest starts a new chunk whose wait counts from now.
-        self._oldest_at = self._now
+        self._oldest_at = self._last_at
         return b"".join(taken)
 
 
@@ -383,6 +392,10 @@ class StreamSupervisor:
         except trio.BrokenResourceError:
             logger.debug("listener left video_id=%s", state.video_id)
         except (httpx.HTTPError, UpstreamError) as error:
+            if joiner.pending_bytes and state.bytes_sent:
+                # Valid bytes the upstream sent before it failed still go out.
+                with contextlib.suppress(trio.BrokenResourceError):
+                    await self._send_chunk(send, joiner.take_all(), state)
             reason = f"upstream read failed: {type(error).__name__}"
             self._fail(state, reason)
             if state.bytes_sent == 0:

@@ -44,6 +44,9 @@ GLOBAL_EXTRACTIONS = "global_extractions"
 REASONS = (REQUESTS, EXTRACTIONS, GLOBAL_EXTRACTIONS)
 
 _NS_PER_S = 1_000_000_000
+# The share of the global extraction budget that server-started extractions
+# leave for clients.
+_SERVER_RESERVE = 0.5
 
 
 @dataclass(frozen=True)
@@ -267,13 +270,15 @@ class RateLimiter:
 
         For extractions that the server starts itself, such as boost
         downloads, which no client's budget pays for. Returns False, taking
-        nothing, when the budget is spent.
+        nothing, when taking would leave less than half of the budget.
         """
         shared = self._global_extractions
         if not self.settings.enabled or shared is None:
             return True
         now = self._clock()
-        if shared.wait_s(now):
+        # Keep part of the budget for clients, so that the server's own
+        # extractions never leave a playback without one.
+        if shared.tokens(now) - 1 < shared.capacity * _SERVER_RESERVE:
             return False
         shared.take(now)
         return True

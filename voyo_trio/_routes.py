@@ -110,18 +110,22 @@ def _maybe_boost(voyo: Services, video_id: str) -> None:
     """Start a background download so the next play comes from disk.
 
     Call it only once the track has resolved, so an unknown id starts
-    nothing. The download runs yt-dlp, so it is charged to the global
-    extraction budget and skipped when that is spent.
+    nothing. A track is boosted once an hour at most. The download runs
+    yt-dlp, so it is charged to the global extraction budget, and skipped
+    when that runs low. A job for a track already stored runs no yt-dlp.
     """
     downloads = voyo.downloads
     if not voyo.settings.boost_downloads or downloads.running(video_id) is not None:
+        return
+    if voyo.boosted.get(video_id) is not None:
         return
     if len(downloads.jobs) >= voyo.settings.boost_max_pending:
         logger.debug("boost skipped video_id=%s: enough downloads running", video_id)
         return
     if not voyo.limiter.take_global_extraction():
-        logger.debug("boost skipped video_id=%s: extraction budget spent", video_id)
+        logger.debug("boost skipped video_id=%s: extraction budget low", video_id)
         return
+    voyo.boosted.set(video_id, True)
     downloads.start(video_id, voyo.nursery)
 
 
@@ -145,7 +149,6 @@ async def _proxy_response(key: ResolveKey) -> Response:
     except BaseException:
         release()
         raise
-    _maybe_boost(voyo, key[0])
     if upstream.status_code == 416:
         release()
         return await _range_not_satisfiable(upstream, key[0])
@@ -154,6 +157,8 @@ async def _proxy_response(key: ResolveKey) -> Response:
             content = await read_small_body(upstream, key[0])
         finally:
             release()
+        if request.method != "HEAD":
+            _maybe_boost(voyo, key[0])
         return Response(
             content, status=upstream.status_code, headers=response_headers(upstream)
         )
@@ -172,6 +177,8 @@ async def _proxy_response(key: ResolveKey) -> Response:
         # Closing stops the pump, whose end releases the stream slot.
         body.close()
         raise
+    if request.method != "HEAD":
+        _maybe_boost(voyo, key[0])
     response = Response(body, status=upstream.status_code, headers=headers)
     response.timeout = None
     return response

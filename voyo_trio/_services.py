@@ -25,6 +25,10 @@ from ._upstream import UpstreamClient
 __all__ = ["EXTENSION_KEY", "Services", "current_services"]
 
 EXTENSION_KEY = "voyo_trio"
+# A track boosted within this long is not boosted again, and at most this
+# many tracks are remembered.
+_BOOSTED_TTL_S = 3600.0
+_BOOSTED_ENTRIES = 10_000
 
 logger = logging.getLogger(__name__)
 
@@ -62,6 +66,11 @@ class Services:
         self.media_sessions: TTLCache[tuple[str, str], bool] = TTLCache(
             max_entries=settings.rate_limit_max_clients * 4,
             default_ttl_s=settings.rate_limit_window_s,
+        )
+        # Tracks a boost download was started for recently, so the Range
+        # requests of one playback start one download at most.
+        self.boosted: TTLCache[str, bool] = TTLCache(
+            max_entries=_BOOSTED_ENTRIES, default_ttl_s=_BOOSTED_TTL_S
         )
         self._upstream: UpstreamClient | None = None
         self._nursery: trio.Nursery | None = None
@@ -116,6 +125,7 @@ class Services:
             caches = (
                 self.resolver.cache,
                 self.prefetched,
+                self.boosted,
                 self.searcher.cache,
                 self.thumbnails.cache,
             )
