@@ -116,7 +116,7 @@ class Downloader:
     async def _run(self, job: DownloadJob) -> None:
         try:
             with trio.fail_after(self._settings.download_timeout_s):
-                # A boost may ask for a track stored since; yt-dlp is not needed.
+                # A boost may ask for a track stored since then, which needs no yt-dlp.
                 stored = await trio.to_thread.run_sync(self.library.find, job.video_id)
                 if stored is not None:
                     job.track = stored

@@ -266,7 +266,7 @@ class RateLimiter:
                 bucket.take(now)
 
     def take_global_extraction(self) -> bool:
-        """Take one token from the global extraction budget, if it has one.
+        """Take one token from the global extraction budget, if enough is left.
 
         For extractions that the server starts itself, such as boost
         downloads, which no client's budget pays for. Returns False, taking
