@@ -42,6 +42,20 @@ async def wait_until_idle(running: RunningApp) -> None:
     assert services.upstream.pool_state().active == 0
 
 
+async def read_proxy(
+    http: httpx.AsyncClient, video_id: str, received: bytearray, stop_at: int
+) -> httpx.Response:
+    """Stream ``/proxy`` into ``received`` until it has ``stop_at`` bytes or ends."""
+    async with http.stream("GET", "/proxy", params={"v": video_id}) as response:
+        chunks = cast(AsyncGenerator[bytes, None], response.aiter_raw())
+        async with aclosing(chunks):
+            async for chunk in chunks:
+                received += chunk
+                if len(received) >= stop_at:
+                    break
+    return response
+
+
 async def test_stream_returns_proxy_json(
     client: httpx.AsyncClient, running: RunningApp, track: Track
 ) -> None:
@@ -380,15 +394,7 @@ async def test_slow_upstream_is_not_held_back(
     ):
         nursery.start_soon(watch_lag)
         with trio.fail_after(STEP_TIMEOUT_S):
-            async with http.stream(
-                "GET", "/proxy", params={"v": track.video_id}
-            ) as response:
-                chunks = cast(AsyncGenerator[bytes, None], response.aiter_raw())
-                async with aclosing(chunks):
-                    async for chunk in chunks:
-                        received += chunk
-                        if len(received) >= 96 * 1024:
-                            break
+            await read_proxy(http, track.video_id, received, 96 * 1024)
         nursery.cancel_scope.cancel()
     source = standin.audio_bytes(track.video_id, "high")
     assert bytes(received) == source[: len(received)]
@@ -405,16 +411,11 @@ async def test_bytes_before_reset_reach_listener(
     standin.set_fault(track.video_id, Fault(reset_after_bytes=30_000, times=1))
     received = bytearray()
     async with httpx.AsyncClient(base_url=running.url) as http:
-        with trio.fail_after(STEP_TIMEOUT_S):
-            async with http.stream(
-                "GET", "/proxy", params={"v": track.video_id}
-            ) as response:
-                chunks = cast(AsyncGenerator[bytes, None], response.aiter_raw())
-                with pytest.raises(httpx.RemoteProtocolError):
-                    async with aclosing(chunks):
-                        async for chunk in chunks:
-                            received += chunk
-    assert response.status_code == 200
+        with (
+            trio.fail_after(STEP_TIMEOUT_S),
+            pytest.raises(httpx.RemoteProtocolError),
+        ):
+            await read_proxy(http, track.video_id, received, 10**9)
     assert bytes(received) == standin.audio_bytes(track.video_id, "high")[:30_000]
     await wait_until_idle(running)
 
@@ -540,20 +541,12 @@ async def test_first_bytes_before_full_chunk(
 ) -> None:
     # The upstream sends less than one full chunk, then nothing more.
     standin.set_fault(track.video_id, Fault(stall_after_bytes=20_000))
-    received = 0
+    received = bytearray()
     async with httpx.AsyncClient(base_url=running.url) as http:
         with trio.fail_after(STEP_TIMEOUT_S):
-            async with http.stream(
-                "GET", "/proxy", params={"v": track.video_id}
-            ) as response:
-                chunks = cast(AsyncGenerator[bytes, None], response.aiter_raw())
-                async with aclosing(chunks):
-                    async for chunk in chunks:
-                        received += len(chunk)
-                        if received >= 16 * 1024:
-                            break
+            response = await read_proxy(http, track.video_id, received, 16 * 1024)
     assert response.status_code == 200
-    assert 16 * 1024 <= received <= 20_000
+    assert 16 * 1024 <= len(received) <= 20_000
     await wait_until_idle(running)
 
 
