@@ -234,7 +234,7 @@ async def test_unknown_track_starts_no_boost(
     ) as running:
         async with httpx.AsyncClient(base_url=running.url) as http:
             response = await _proxy_first_bytes(http, "zzzzzzzzzzz")
-        assert response.status_code >= 400
+        assert_json_error(response, 404)
         assert running.services.downloads.jobs == {}
         assert running.services.downloads.failed == 0
 
