@@ -285,7 +285,7 @@ async def test_playback_ranges_boost_once(
         assert standin.stats.watch_requests[CATALOG[1].video_id] == 1
 
 
-async def test_boost_of_stored_track_runs_no_extraction(
+async def test_stored_track_boost_skips_ytdlp(
     settings: Settings, clock: FakeClock, standin: StandIn
 ) -> None:
     video_id = CATALOG[0].video_id
@@ -303,7 +303,8 @@ async def test_boost_of_stored_track_runs_no_extraction(
             await wait_for(lambda: not downloads.jobs)
         assert stored.status_code == 200
         assert video.status_code == 200
-        # The download and the video extraction; the boost found the file.
+        # Two watch pages, for the download and the video extraction. The
+        # boost found the file and fetched none.
         assert standin.stats.watch_requests[video_id] == 2
         assert downloads.completed == 1
 

@@ -271,7 +271,7 @@ async def test_single_flight_cancelled_work_fails_waiters() -> None:
     assert len(caught) == 1
 
 
-async def test_worker_thread_counted_until_it_ends() -> None:
+async def test_worker_thread_counted_until_end() -> None:
     release = threading.Event()
     started = threading.Event()
 

@@ -55,11 +55,12 @@ _PASSED_STATUSES = frozenset({200, 206, 416})
 _RANGE = re.compile(r"bytes=\d{0,18}-\d{0,18}", re.IGNORECASE)
 _MAX_RANGE_LENGTH = 256
 # A send that waits longer than this marks a listener that reads at its
-# playback rate, and such a listener gets chunks of one TLS record.
+# playback rate, and such a listener gets 16 KiB chunks, one TLS record each.
 _SLOW_SEND_S = 0.05
 _SMALL_CHUNK_BYTES = 16 * 1024
-# Pieces are joined into a chunk for at most this long, so a slow upstream
-# does not hold back what it has sent.
+# A piece that arrives this long after the one before it, or after the oldest
+# waiting piece, sends what is waiting at once, so a slow upstream is not
+# held back to fill a chunk.
 _MAX_JOIN_WAIT_S = 0.05
 # A body up to this size is read whole and sent as one piece without a pump,
 # as for a player's probe of the first bytes.
@@ -145,15 +146,8 @@ async def read_small_body(upstream: httpx.Response, video_id: str) -> bytes:
     try:
         async with aclosing(pieces):
             return b"".join([piece async for piece in pieces])
-    except httpx.TimeoutException as error:
-        raise UpstreamTimeout(
-            f"reading track {video_id} from the media host timed out"
-        ) from error
     except httpx.HTTPError as error:
-        raise UpstreamError(
-            f"reading track {video_id} from the media host failed: "
-            f"{type(error).__name__}"
-        ) from error
+        raise _read_error(video_id, error) from error
     finally:
         with trio.move_on_after(1, shield=True):
             await upstream.aclose()
@@ -219,7 +213,7 @@ class _Joiner:
     def _cut(self, chunk_bytes: int) -> bytes:
         # Split only the piece that crosses the boundary, so that the copy
         # beyond the join is at most one piece.
-        taken: list[bytes] = []
+        parts: list[bytes] = []
         size = 0
         while size < chunk_bytes:
             piece = self._pieces.pop(0)
@@ -227,12 +221,12 @@ class _Joiner:
             if len(piece) > room:
                 self._pieces.insert(0, piece[room:])
                 piece = piece[:room]
-            taken.append(piece)
+            parts.append(piece)
             size += len(piece)
         self.pending_bytes -= size
-        # The rest starts a new chunk whose wait counts from now.
+        # The rest starts a new chunk whose wait counts from the latest piece.
         self._oldest_at = self._last_at
-        return b"".join(taken)
+        return b"".join(parts)
 
 
 @dataclass
@@ -396,8 +390,7 @@ class StreamSupervisor:
                 # Valid bytes the upstream sent before it failed still go out.
                 with contextlib.suppress(trio.BrokenResourceError):
                     await self._send_chunk(send, joiner.take_all(), state)
-            reason = f"upstream read failed: {type(error).__name__}"
-            self._fail(state, reason)
+            self._fail(state, f"upstream read failed: {type(error).__name__}")
             if state.bytes_sent == 0:
                 state.error = _read_error(state.video_id, error)
 
@@ -439,6 +432,7 @@ class StreamSupervisor:
 
 
 def _read_error(video_id: str, error: Exception) -> UpstreamError:
+    """Convert a failed read of a media body into the error a listener gets."""
     if isinstance(error, UpstreamError):
         return error
     if isinstance(error, httpx.TimeoutException):

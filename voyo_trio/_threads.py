@@ -54,7 +54,7 @@ async def run_in_worker(
     *args: *Ts,
     limiter: trio.CapacityLimiter,
 ) -> T:
-    """Run ``fn(*args)`` in a worker thread, which a cancel abandons."""
+    """Run ``fn(*args)`` in a worker thread. Cancelling the caller abandons it."""
     global _abandoned
     call = _Call()
 

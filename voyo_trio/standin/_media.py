@@ -53,8 +53,8 @@ class MediaHost:
         self._signer = UrlSigner()
         self._faults = FaultTable()
         self._generations: Counter[str] = Counter()
-        # When true, bodies go out gzip-compressed whatever the request's
-        # Accept-Encoding asks for, as from a misconfigured host.
+        # When true, bodies are sent gzip-compressed whatever Accept-Encoding
+        # the request sent, as from a misconfigured host.
         self.gzip_bodies = False
 
     def media_url(self, base_url: str, video_id: str, quality: str) -> str:
